@@ -253,6 +253,7 @@ impl WindowState {
         let batch = OutputBatch {
             windows: std::mem::take(&mut self.rows),
             dead_letters: std::mem::take(&mut self.dead_letters),
+            ..OutputBatch::default()
         };
         if self.ctx.output.send(batch).is_err() {
             error!("the sinks have stopped; window results cannot be written");

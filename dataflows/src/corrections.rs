@@ -147,7 +147,7 @@ pub fn corrections<'s>(
                 ctx.stats.corrected_rows.fetch_add(rows.len() as u64, Relaxed);
                 let batch = OutputBatch {
                     windows: rows.into_iter().map(|(_, row)| row).collect(),
-                    dead_letters: Vec::new(),
+                    ..OutputBatch::default()
                 };
                 if ctx.output.send(batch).is_err() {
                     error!("the sinks have stopped; corrections cannot be written");

@@ -163,7 +163,7 @@ pub fn source<'s>(
                     }
                     ctx.stats.add_dead_letters(letter.reason, 1);
                 }
-                let batch = OutputBatch { windows: Vec::new(), dead_letters: std::mem::take(&mut dead_letters) };
+                let batch = OutputBatch { dead_letters: std::mem::take(&mut dead_letters), ..OutputBatch::default() };
                 if ctx.output.send(batch).is_err() {
                     error!("the sinks have stopped; dead letters cannot be written");
                 }

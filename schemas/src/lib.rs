@@ -17,5 +17,7 @@ pub mod series;
 
 pub use definitions::{Aggregation, DefinitionError, MetricDefinition, MetricDefinitions};
 pub use event::{EventKind, FieldSpec, FieldType};
-pub use output::{Aggregates, DeadLetter, DeadLetterReason, OutputBatch, UpdateKind, WindowUpdate};
+pub use output::{
+    Aggregates, AnomalyScore, DeadLetter, DeadLetterReason, ForecastPoint, OutputBatch, UpdateKind, WindowUpdate,
+};
 pub use series::{SeriesId, SeriesKeyBuilder};

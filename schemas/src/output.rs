@@ -160,6 +160,50 @@ pub struct DeadLetter {
     pub truncated: bool,
 }
 
+/// The anomaly score of one closed base window of one series.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AnomalyScore {
+    /// Canonical series key.
+    pub series: Arc<str>,
+    /// Window length in milliseconds.
+    pub window_ms: u64,
+    /// Window start, epoch milliseconds.
+    pub window_start: i64,
+    /// The aggregate that was scored (e.g. `avg`, `p95`, `count`).
+    pub field: &'static str,
+    /// Its value.
+    pub value: f64,
+    /// What the detector expected.
+    pub expected: f64,
+    /// Anomaly score in [0, 1].
+    pub score: f64,
+}
+
+/// One forecast point of one series: the mean and prediction intervals for a future window.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ForecastPoint {
+    /// Canonical series key.
+    pub series: Arc<str>,
+    /// The aggregate forecast (e.g. `avg`).
+    pub field: &'static str,
+    /// Window length in milliseconds.
+    pub window_ms: u64,
+    /// Start of the forecast window, epoch milliseconds.
+    pub window_start: i64,
+    /// Steps ahead of the last observed window (1 = next).
+    pub horizon: u32,
+    /// Point forecast.
+    pub mean: f64,
+    /// 80 % prediction interval, lower bound.
+    pub lower80: f64,
+    /// 80 % prediction interval, upper bound.
+    pub upper80: f64,
+    /// 95 % prediction interval, lower bound.
+    pub lower95: f64,
+    /// 95 % prediction interval, upper bound.
+    pub upper95: f64,
+}
+
 /// What one worker hands the sinks at a time: batched, so crossing to the sink thread costs
 /// one channel operation per batch rather than per row.
 #[derive(Debug, Default)]
@@ -168,12 +212,16 @@ pub struct OutputBatch {
     pub windows: Vec<WindowUpdate>,
     /// Dead letters.
     pub dead_letters: Vec<DeadLetter>,
+    /// Anomaly scores of closed base windows.
+    pub scores: Vec<AnomalyScore>,
+    /// Forecasts (upserts by series, field and window start).
+    pub forecasts: Vec<ForecastPoint>,
 }
 
 impl OutputBatch {
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
-        self.windows.is_empty() && self.dead_letters.is_empty()
+        self.windows.is_empty() && self.dead_letters.is_empty() && self.scores.is_empty() && self.forecasts.is_empty()
     }
 }
 
