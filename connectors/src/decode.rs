@@ -145,6 +145,7 @@ impl Decoder {
                             tracking: Tracking {
                                 quantiles: d.aggregations.iter().any(|a| a.is_quantile()),
                                 distinct: d.aggregations.contains(&Aggregation::Distinct),
+                                counted: d.value.is_none(),
                             },
                         }
                     })
@@ -157,6 +158,7 @@ impl Decoder {
             generic_tracking: Tracking {
                 quantiles: true,
                 distinct: false,
+                counted: false,
             },
             timestamps,
             scan: ObjectScan::default(),
@@ -589,7 +591,8 @@ mod tests {
                 distinct_hash: 0,
                 tracking: Tracking {
                     quantiles: true,
-                    distinct: false
+                    distinct: false,
+                    counted: false
                 }
             }]
         );

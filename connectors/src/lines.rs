@@ -27,6 +27,15 @@ pub enum Line<'a> {
         /// The full length in bytes.
         len: u64,
     },
+    /// A message the source itself could not turn into a line (e.g. undecodable Avro).
+    Rejected {
+        /// The original bytes.
+        original: &'a [u8],
+        /// Why.
+        reason: tidemark_schemas::DeadLetterReason,
+        /// Details.
+        detail: String,
+    },
 }
 
 /// Reads the lines of one byte range of a stream.
@@ -241,6 +250,7 @@ mod tests {
                     let text = match line {
                         Line::Complete(bytes) => String::from_utf8_lossy(bytes).into_owned(),
                         Line::Oversized { prefix, len } => format!("OVERSIZED {len} {}", prefix.len()),
+                        Line::Rejected { reason, .. } => format!("REJECTED {reason}"),
                     };
                     out.push((offset, text));
                 })

@@ -27,6 +27,8 @@ pub struct Tracking {
     pub quantiles: bool,
     /// Distinct count.
     pub distinct: bool,
+    /// Every value is 1 (the metric counts events): analytics look at the count, not the mean.
+    pub counted: bool,
 }
 
 /// The first sighting of a series by a decoder: its key and what it tracks.

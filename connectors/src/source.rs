@@ -1,6 +1,7 @@
 //! Where lines come from: a configured source, opened once per worker.
 
 use crate::generator::{Generator, GeneratorSettings, Pace};
+use crate::kafka::{KafkaSource, KafkaSourceConfig};
 use crate::lines::{Line, LineReader};
 use serde::Deserialize;
 use std::io;
@@ -18,10 +19,70 @@ pub enum SourceStatus {
     Done,
 }
 
+/// Where a line came from within one source instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin<'a> {
+    /// Which partition ("slot") of this instance: always 0 for files, stdin and the generator.
+    pub slot: usize,
+    /// Byte offset (files, stdin), arrival time (generator) or offset (Kafka).
+    pub position: u64,
+    /// The message key (Kafka), kept for dead letters.
+    pub key: Option<&'a [u8]>,
+}
+
+impl Origin<'_> {
+    /// An origin in a single-slot source.
+    pub fn at(position: u64) -> Self {
+        Origin {
+            slot: 0,
+            position,
+            key: None,
+        }
+    }
+}
+
 /// A source of NDJSON lines, one instance per worker.
+///
+/// Multi-partition sources (Kafka) report several slots: the watermark is the minimum over the
+/// slots that are not idle, so a lagging partition holds event time back while a silent one
+/// does not stall everything. Sources that can acknowledge progress (Kafka offsets) get
+/// [`commit`](LineSource::commit) calls once results covering their lines are durable.
 pub trait LineSource: Send {
-    /// Hands up to `budget` lines to `visit`, each with its position in the source.
-    fn read(&mut self, budget: usize, visit: &mut dyn FnMut(u64, Line<'_>)) -> io::Result<SourceStatus>;
+    /// Hands up to `budget` lines to `visit`, each with its origin.
+    fn read(&mut self, budget: usize, visit: &mut dyn FnMut(Origin<'_>, Line<'_>)) -> io::Result<SourceStatus>;
+
+    /// How many slots this instance reads.
+    fn slots(&self) -> usize {
+        1
+    }
+
+    /// Whether `slot` has been silent for the idle timeout and must not hold back the watermark.
+    fn is_idle(&self, _slot: usize) -> bool {
+        false
+    }
+
+    /// Whether this source acknowledges positions; if so the operator tracks them per slot.
+    fn commits(&self) -> bool {
+        false
+    }
+
+    /// Every line of `slot` before position `next[slot]` is reflected durably in every sink
+    /// (`None`: nothing new for that slot), and every window that ends, plus the correction
+    /// horizon, at or before timely time `settled` is final. `last` is the final call.
+    fn commit(&mut self, _next: &[Option<u64>], _settled: u64, _last: bool) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The `settled` time of the last commit before this run (0 if none): input of a window
+    /// settled before it was final in an earlier run and must not reopen the window now.
+    fn settled_before(&self, _slot: usize) -> u64 {
+        0
+    }
+
+    /// Names the partition of a slot in dead letters (Kafka partition number).
+    fn partition(&self, _slot: usize) -> Option<i32> {
+        None
+    }
 }
 
 /// The `[source]` section of the configuration.
@@ -37,6 +98,8 @@ pub enum SourceConfig {
     Stdin,
     /// The built-in generator.
     Generator(GeneratorConfig),
+    /// A Kafka topic, its partitions spread over all workers.
+    Kafka(KafkaSourceConfig),
 }
 
 /// The generator's configuration (`[source]` with `type = "generator"`).
@@ -116,6 +179,7 @@ impl SourceConfig {
             SourceConfig::File { path } => format!("file:{}", path.display()),
             SourceConfig::Stdin => "stdin".into(),
             SourceConfig::Generator(_) => "generator".into(),
+            SourceConfig::Kafka(kafka) => format!("kafka:{}", kafka.topic),
         }
     }
 
@@ -137,6 +201,7 @@ impl SourceConfig {
                 line: Vec::with_capacity(512),
                 realtime: config.pace == PaceConfig::Realtime,
             }),
+            SourceConfig::Kafka(config) => Box::new(KafkaSource::open(config, index, workers, max_line_bytes)?),
         })
     }
 }
@@ -149,8 +214,8 @@ pub fn now_ms() -> i64 {
 }
 
 impl LineSource for LineReader {
-    fn read(&mut self, budget: usize, visit: &mut dyn FnMut(u64, Line<'_>)) -> io::Result<SourceStatus> {
-        self.read_batch(budget, visit)?;
+    fn read(&mut self, budget: usize, visit: &mut dyn FnMut(Origin<'_>, Line<'_>)) -> io::Result<SourceStatus> {
+        self.read_batch(budget, &mut |position, line| visit(Origin::at(position), line))?;
         Ok(if self.is_done() {
             SourceStatus::Done
         } else {
@@ -162,7 +227,7 @@ impl LineSource for LineReader {
 struct Exhausted;
 
 impl LineSource for Exhausted {
-    fn read(&mut self, _: usize, _: &mut dyn FnMut(u64, Line<'_>)) -> io::Result<SourceStatus> {
+    fn read(&mut self, _: usize, _: &mut dyn FnMut(Origin<'_>, Line<'_>)) -> io::Result<SourceStatus> {
         Ok(SourceStatus::Done)
     }
 }
@@ -174,7 +239,7 @@ struct GeneratorSource {
 }
 
 impl LineSource for GeneratorSource {
-    fn read(&mut self, budget: usize, visit: &mut dyn FnMut(u64, Line<'_>)) -> io::Result<SourceStatus> {
+    fn read(&mut self, budget: usize, visit: &mut dyn FnMut(Origin<'_>, Line<'_>)) -> io::Result<SourceStatus> {
         let now = now_ms();
         for _ in 0..budget {
             match self.generator.peek_arrival() {
@@ -188,7 +253,7 @@ impl LineSource for GeneratorSource {
             }
             self.line.clear();
             if let Some(arrival) = self.generator.next_line(&mut self.line) {
-                visit(arrival as u64, Line::Complete(&self.line));
+                visit(Origin::at(arrival as u64), Line::Complete(&self.line));
             }
         }
         Ok(SourceStatus::Progress)

@@ -14,6 +14,7 @@
 //! `dead_letter` it is dead-lettered.
 
 use crate::corrections::{CorrectionUpdate, Origin, WindowKey};
+use crate::analytics::{Analytics, AnalyticsSettings};
 use crate::partial::{Partial, QuantilePolicy};
 use crate::stats::PipelineStats;
 use crate::windows::{LatePolicy, window_start};
@@ -24,7 +25,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use tidemark_connectors::{IdBuildHasher, Observation, SeriesInfo};
-use tidemark_schemas::{DeadLetter, DeadLetterReason, OutputBatch, SeriesId, UpdateKind, WindowUpdate};
+use tidemark_schemas::{
+    AnomalyScore, DeadLetter, DeadLetterReason, ForecastPoint, OutputBatch, SeriesId, UpdateKind, WindowUpdate,
+};
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
@@ -80,6 +83,8 @@ pub struct AggregateContext {
     pub names: Rc<RefCell<SeriesNames>>,
     /// Source name for late dead letters.
     pub source_name: Arc<str>,
+    /// Anomaly scores and forecasts on closed base windows, when enabled.
+    pub analytics: Option<AnalyticsSettings>,
 }
 
 /// Closed partials with this many values or fewer stay exact in the corrections dataflow.
@@ -103,6 +108,9 @@ struct WindowState {
     rows: Vec<WindowUpdate>,
     dead_letters: Vec<DeadLetter>,
     late_warned: bool,
+    analytics: Option<Analytics>,
+    scores: Vec<AnomalyScore>,
+    forecasts: Vec<ForecastPoint>,
 }
 
 impl WindowState {
@@ -183,6 +191,8 @@ impl WindowState {
             position: obs.ts as u64,
             original,
             truncated: false,
+            partition: None,
+            key: None,
         });
     }
 
@@ -203,13 +213,19 @@ impl WindowState {
                 let window = entry.remove();
                 let names = self.ctx.names.borrow();
                 for (series, mut partial) in window.series {
+                    let key = names.key(series);
+                    let aggregates = partial.aggregates();
+                    if let (0, Some(analytics)) = (level, self.analytics.as_mut()) {
+                        let counted = partial.is_counted();
+                        analytics.observe(series, &key, counted, size, start, &aggregates, &mut self.scores, &mut self.forecasts);
+                    }
                     self.rows.push(WindowUpdate {
-                        series: names.key(series),
+                        series: key,
                         series_id: series,
                         window_ms: size,
                         window_start: start as i64,
                         kind: UpdateKind::Final,
-                        aggregates: partial.aggregates(),
+                        aggregates,
                     });
                     if keep_corrections {
                         let key = WindowKey {
@@ -246,13 +262,15 @@ impl WindowState {
     }
 
     fn flush(&mut self) {
-        if self.rows.is_empty() && self.dead_letters.is_empty() {
+        if self.rows.is_empty() && self.dead_letters.is_empty() && self.scores.is_empty() {
             return;
         }
         self.ctx.stats.final_rows.fetch_add(self.rows.len() as u64, Relaxed);
         let batch = OutputBatch {
             windows: std::mem::take(&mut self.rows),
             dead_letters: std::mem::take(&mut self.dead_letters),
+            scores: std::mem::take(&mut self.scores),
+            forecasts: std::mem::take(&mut self.forecasts),
             ..OutputBatch::default()
         };
         if self.ctx.output.send(batch).is_err() {
@@ -288,6 +306,7 @@ pub fn aggregate<'s>(
                     open: BTreeMap::new(),
                 })
                 .collect();
+            let analytics = ctx.analytics.clone().map(Analytics::new);
             let mut state = WindowState {
                 ctx,
                 levels,
@@ -295,6 +314,9 @@ pub fn aggregate<'s>(
                 rows: Vec::new(),
                 dead_letters: Vec::new(),
                 late_warned: false,
+                analytics,
+                scores: Vec::new(),
+                forecasts: Vec::new(),
             };
             let mut late_updates: Vec<CorrectionUpdate> = Vec::new();
 

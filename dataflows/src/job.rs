@@ -1,20 +1,22 @@
 //! The job: one dataflow per worker, run to completion (or until stopped).
 
 use crate::aggregate::{AggregateContext, SeriesNames, aggregate};
+use crate::analytics::AnalyticsSettings;
 use crate::corrections::{CorrectionContext, corrections};
 use crate::partial::QuantilePolicy;
 use crate::source::{SourceContext, source};
 use crate::stats::PipelineStats;
-use crate::windows::WindowSettings;
+use crate::windows::{LatePolicy, WindowSettings};
 use crossbeam_channel::Sender;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 use thiserror::Error;
 use tidemark_connectors::source::now_ms;
 use tidemark_connectors::{Decoder, SourceConfig, TimestampRange};
-use tidemark_schemas::{MetricDefinitions, OutputBatch};
+use tidemark_schemas::{Acknowledgement, MetricDefinitions, OutputBatch};
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::Probe;
 
@@ -49,6 +51,8 @@ pub struct JobSettings {
     pub workers: usize,
     /// Single process or cluster.
     pub cluster: Cluster,
+    /// Anomaly scores and forecasts (`None`: off).
+    pub analytics: Option<AnalyticsSettings>,
 }
 
 /// The job failed to start or a worker failed.
@@ -65,6 +69,9 @@ pub enum JobError {
         /// Why.
         error: std::io::Error,
     },
+    /// The sink thread stopped (a sink failed; its error is reported by the sinks).
+    #[error("the sinks stopped before the job finished")]
+    SinksStopped,
     /// A worker panicked.
     #[error("a worker failed: {0}")]
     Worker(String),
@@ -122,6 +129,8 @@ pub fn run_job(
         let names = Rc::new(RefCell::new(SeriesNames::default()));
         let horizon_ms = windows.correction_horizon.as_millis() as u64;
         let probe = ProbeHandle::new();
+        let durable = Arc::new(AtomicU64::new(0));
+        let finished = Arc::new(AtomicBool::new(false));
         worker.dataflow::<u64, _, _>(|scope| {
             let (observations, catalog) = source(
                 scope,
@@ -135,6 +144,13 @@ pub fn run_job(
                     output: output.clone(),
                     stats: stats.clone(),
                     stop: stop.clone(),
+                    durable: durable.clone(),
+                    finished: finished.clone(),
+                    largest_window_ms: windows.sizes_ms().into_iter().max().unwrap_or_default(),
+                    correction_horizon_ms: match windows.late_policy {
+                        LatePolicy::Correct => horizon_ms,
+                        LatePolicy::DeadLetter => 0,
+                    },
                 },
             );
             let updates = aggregate(
@@ -149,6 +165,7 @@ pub fn run_job(
                     stats: stats.clone(),
                     names: names.clone(),
                     source_name,
+                    analytics: settings.analytics.clone(),
                 },
             );
             corrections(
@@ -163,10 +180,30 @@ pub fn run_job(
             )
             .probe_with(&probe);
         });
-        while !probe.done() {
-            worker.step_or_park(None);
+        // Each time the frontier passes a new time, ask the sink thread to acknowledge once
+        // everything sent so far is durable; the source then acknowledges its input up to it.
+        let mut requested = 0u64;
+        loop {
+            let frontier = probe.with_frontier(|f| f.iter().copied().min().unwrap_or(u64::MAX));
+            if frontier > requested {
+                requested = frontier;
+                let durable = durable.clone();
+                let acknowledgement = Acknowledgement::new(move || {
+                    durable.fetch_max(frontier, Relaxed);
+                });
+                let batch = OutputBatch {
+                    acknowledgement: Some(acknowledgement),
+                    ..OutputBatch::default()
+                };
+                if output.send(batch).is_err() {
+                    return Err(JobError::SinksStopped);
+                }
+            }
+            if probe.done() && finished.load(Relaxed) {
+                return Ok(());
+            }
+            worker.step_or_park(Some(Duration::from_millis(50)));
         }
-        Ok(())
     })
     .map_err(JobError::Start)?;
     for result in guards.join() {

@@ -8,7 +8,10 @@
 //! sketches; [`windows`] holds the windowing settings.
 
 pub mod aggregate;
+pub mod analytics;
+pub mod anomaly;
 pub mod corrections;
+pub mod forecast;
 pub mod job;
 pub mod partial;
 pub mod sketch;
@@ -16,6 +19,7 @@ pub mod source;
 pub mod stats;
 pub mod windows;
 
+pub use analytics::AnalyticsSettings;
 pub use job::{JobSettings, JobSummary, run_job};
 pub use stats::PipelineStats;
 pub use windows::{LatePolicy, WindowSettings};

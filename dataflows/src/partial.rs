@@ -58,6 +58,8 @@ pub struct Partial {
     max: f64,
     distribution: Distribution,
     distinct: Option<DistinctCounter>,
+    /// The metric counts events (every value is 1).
+    counted: bool,
 }
 
 impl Partial {
@@ -75,12 +77,18 @@ impl Partial {
                 Distribution::Untracked
             },
             distinct: tracking.distinct.then(DistinctCounter::default),
+            counted: tracking.counted,
         }
     }
 
     /// Number of values.
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// Whether the metric counts events (every value is 1).
+    pub fn is_counted(&self) -> bool {
+        self.counted
     }
 
     /// Adds one value (finite: the decoder guarantees it) and its distinct item hash.
@@ -164,6 +172,7 @@ impl Partial {
             max: self.max,
             distribution,
             distinct: self.distinct.clone(),
+            counted: self.counted,
         }
     }
 
@@ -280,6 +289,7 @@ mod tests {
     const ALL: Tracking = Tracking {
         quantiles: true,
         distinct: true,
+        counted: false,
     };
 
     fn partial_of(values: &[f64], policy: &QuantilePolicy) -> Partial {

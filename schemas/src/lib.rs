@@ -10,14 +10,17 @@
 //! * [`series`]: the canonical series key (`metric|k1=v1|k2=v2`) and its stable 64-bit id;
 //! * [`output`]: the records the pipeline emits (window results, dead letters).
 
+pub mod alert;
 pub mod definitions;
 pub mod event;
 pub mod output;
 pub mod series;
 
+pub use alert::{AlertEvent, AlertState, Severity};
 pub use definitions::{Aggregation, DefinitionError, MetricDefinition, MetricDefinitions};
 pub use event::{EventKind, FieldSpec, FieldType};
 pub use output::{
-    Aggregates, AnomalyScore, DeadLetter, DeadLetterReason, ForecastPoint, OutputBatch, UpdateKind, WindowUpdate,
+    Acknowledgement, Aggregates, AnomalyScore, DeadLetter, DeadLetterReason, ForecastPoint, OutputBatch, UpdateKind,
+    WindowUpdate,
 };
 pub use series::{SeriesId, SeriesKeyBuilder};

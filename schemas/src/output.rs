@@ -78,6 +78,10 @@ pub enum DeadLetterReason {
     Oversized,
     /// `kind` names no known event kind.
     UnknownKind,
+    /// An Avro message names a schema (id or fingerprint) that cannot be found.
+    UnknownSchema,
+    /// An Avro message does not decode with its schema.
+    InvalidAvro,
     /// A required member is absent.
     MissingField,
     /// A member has the wrong JSON type.
@@ -98,13 +102,15 @@ pub enum DeadLetterReason {
 
 impl DeadLetterReason {
     /// Every reason, for exhaustive reporting.
-    pub const ALL: [DeadLetterReason; 14] = [
+    pub const ALL: [DeadLetterReason; 16] = [
         DeadLetterReason::InvalidUtf8,
         DeadLetterReason::InvalidJson,
         DeadLetterReason::TooDeep,
         DeadLetterReason::DuplicateKey,
         DeadLetterReason::Oversized,
         DeadLetterReason::UnknownKind,
+        DeadLetterReason::UnknownSchema,
+        DeadLetterReason::InvalidAvro,
         DeadLetterReason::MissingField,
         DeadLetterReason::WrongType,
         DeadLetterReason::NonFinite,
@@ -124,6 +130,8 @@ impl DeadLetterReason {
             DeadLetterReason::DuplicateKey => "duplicate_key",
             DeadLetterReason::Oversized => "oversized",
             DeadLetterReason::UnknownKind => "unknown_kind",
+            DeadLetterReason::UnknownSchema => "unknown_schema",
+            DeadLetterReason::InvalidAvro => "invalid_avro",
             DeadLetterReason::MissingField => "missing_field",
             DeadLetterReason::WrongType => "wrong_type",
             DeadLetterReason::NonFinite => "non_finite",
@@ -158,6 +166,10 @@ pub struct DeadLetter {
     pub original: Vec<u8>,
     /// Whether `original` was cut.
     pub truncated: bool,
+    /// The Kafka partition the input came from.
+    pub partition: Option<i32>,
+    /// The Kafka message key of the input.
+    pub key: Option<Vec<u8>>,
 }
 
 /// The anomaly score of one closed base window of one series.
@@ -204,6 +216,29 @@ pub struct ForecastPoint {
     pub upper95: f64,
 }
 
+/// A callback the sink thread runs once every batch sent before it has been written durably by
+/// every sink: how the dataflow learns which results are safe, so sources can acknowledge the
+/// input (commit Kafka offsets) that produced them.
+pub struct Acknowledgement(Box<dyn FnOnce() + Send>);
+
+impl Acknowledgement {
+    /// Wraps the callback.
+    pub fn new(callback: impl FnOnce() + Send + 'static) -> Self {
+        Acknowledgement(Box::new(callback))
+    }
+
+    /// Runs the callback.
+    pub fn acknowledge(self) {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Acknowledgement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Acknowledgement")
+    }
+}
+
 /// What one worker hands the sinks at a time: batched, so crossing to the sink thread costs
 /// one channel operation per batch rather than per row.
 #[derive(Debug, Default)]
@@ -216,22 +251,33 @@ pub struct OutputBatch {
     pub scores: Vec<AnomalyScore>,
     /// Forecasts (upserts by series, field and window start).
     pub forecasts: Vec<ForecastPoint>,
+    /// Alerts that fired or resolved (added on the sink thread by the rule engine).
+    pub alerts: Vec<crate::alert::AlertEvent>,
+    /// Run after this batch and all before it are durable in every sink.
+    pub acknowledgement: Option<Acknowledgement>,
 }
 
 impl OutputBatch {
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
-        self.windows.is_empty() && self.dead_letters.is_empty() && self.scores.is_empty() && self.forecasts.is_empty()
+        self.windows.is_empty()
+            && self.dead_letters.is_empty()
+            && self.scores.is_empty()
+            && self.forecasts.is_empty()
+            && self.alerts.is_empty()
     }
 }
 
 /// Human-readable window size, the `window` tag value: `1m`, `15m`, `1h`, `1d`, `30s`.
 pub fn window_label(size_ms: u64) -> String {
     const UNITS: [(u64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
-    UNITS.iter().find(|(unit, _)| size_ms.is_multiple_of(*unit)).map_or_else(
-        || format!("{size_ms}ms"),
-        |(unit, suffix)| format!("{}{suffix}", size_ms / unit),
-    )
+    UNITS
+        .iter()
+        .find(|(unit, _)| size_ms.is_multiple_of(*unit))
+        .map_or_else(
+            || format!("{size_ms}ms"),
+            |(unit, suffix)| format!("{}{suffix}", size_ms / unit),
+        )
 }
 
 #[cfg(test)]

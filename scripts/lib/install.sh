@@ -34,3 +34,56 @@ apt_install() {
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# The tansu Kafka-compatible broker, built once from crates.io (about 20 minutes on 2 cores).
+tansu_bin() {
+  local root="$TIDEMARK_CACHE/tansu-0.6.0"
+  if [ ! -x "$root/bin/tansu" ]; then
+    echo "building the tansu broker once (cargo install tansu 0.6.0; ~20 min on 2 cores)..." >&2
+    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$root" --quiet >&2
+  fi
+  echo "$root/bin/tansu"
+}
+
+# aiosmtpd, a real SMTP server from PyPI, for the alert-delivery tests (in the shared venv).
+aiosmtpd_python() {
+  python_env aiosmtpd
+}
+
+# Starts aiosmtpd on a free 127.0.0.1 port; its Mailbox handler stores every message it
+# receives as one file in a Maildir (new/). Exports TIDEMARK_TEST_SMTP (host:port) and
+# TIDEMARK_TEST_SMTP_DIR (the Maildir). Stop it with smtp_stop.
+smtp_start() {
+  local python port dir
+  python="$(aiosmtpd_python)"
+  port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  dir="$(mktemp -d "${TMPDIR:-/tmp}/tidemark-smtp.XXXXXX")"
+  "$python" -m aiosmtpd --nosetuid --listen "127.0.0.1:$port" \
+    --class aiosmtpd.handlers.Mailbox "$dir/maildir" >"$dir/smtp.log" 2>&1 &
+  echo $! >"$dir/pid"
+  export TIDEMARK_SMTP_RUN_DIR="$dir"
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      export TIDEMARK_TEST_SMTP="127.0.0.1:$port" TIDEMARK_TEST_SMTP_DIR="$dir/maildir"
+      echo "aiosmtpd on 127.0.0.1:$port (maildir: $dir/maildir)"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "aiosmtpd did not start; its log:" >&2
+  cat "$dir/smtp.log" >&2
+  return 1
+}
+
+smtp_stop() {
+  if [ -n "${TIDEMARK_SMTP_RUN_DIR:-}" ] && [ -f "$TIDEMARK_SMTP_RUN_DIR/pid" ]; then
+    kill "$(cat "$TIDEMARK_SMTP_RUN_DIR/pid")" 2>/dev/null || true
+    rm -rf "$TIDEMARK_SMTP_RUN_DIR"
+  fi
+}
+
+# Debian's Chromium (/usr/bin/chromium) and a font for the live page's browser test
+# (tests/live_page.rs); never a browser build downloaded by a test tool.
+chromium_install() {
+  apt_install chromium fonts-dejavu-core
+}

@@ -1,19 +1,30 @@
-//! A strict InfluxDB line-protocol encoder for window results.
+//! A strict InfluxDB line-protocol encoder for everything tidemark writes.
 //!
-//! Naming (documented in `docs/output-schema.md`): the measurement is the metric name; the tags
-//! are the series' tags plus `window` (`1m`, `5m`, `15m`, `1h`, `1d`); the fields are `count`
-//! and `distinct` as integers (`i` suffix, never `u`), `sum`, `min`, `max`, `avg`, `p50`,
-//! `p95`, `p99` as floats; the timestamp is the window start in **milliseconds** (write with
-//! `precision=ms`). A window update always rewrites the same point (same measurement, tag set
-//! and timestamp), so corrections and replays overwrite instead of duplicating.
+//! Naming (documented in `docs/output-schema.md`):
+//!
+//! * window results: the measurement is the metric name; the tags are the series' tags plus
+//!   `window` (`1m`, `5m`, `15m`, `1h`, `1d`); the fields are `count` and `distinct` as integers
+//!   (`i` suffix, never `u`), `sum`, `min`, `max`, `avg`, `p50`, `p95`, `p99` as floats;
+//! * anomaly scores: measurement `anomaly_score`, tags `metric`, the series' tags, `window` and
+//!   `field` (the aggregate scored), fields `score`, `value`, `expected`;
+//! * forecasts: measurement `forecast`, tags as for scores, fields `mean`, `lower80`, `upper80`,
+//!   `lower95`, `upper95` and the integer `horizon` — a field, not a tag, so a newer forecast for
+//!   the same future window replaces the older one instead of adding a series per horizon.
+//!
+//! The timestamp is the window start in **milliseconds** (write with `precision=ms`). A window
+//! update, score or forecast always rewrites the same point (same measurement, tag set and
+//! timestamp), so corrections and replays overwrite instead of duplicating.
 //!
 //! The encoder never emits a line the server would split or reject: names are escaped per the
-//! spec, tag values are guaranteed non-empty and free of newlines and backslashes by the
-//! decoder (and checked again here), and non-finite floats are left out of the line (a window
-//! whose sum overflowed still reports its count) — [`EncodeOutcome`] says what was dropped.
+//! spec; tag values are guaranteed non-empty and free of newlines and backslashes by the
+//! decoder and checked again here; tag keys the server refuses (`time`, `_field`,
+//! `_measurement`) or that tidemark adds itself (`window`, and `metric`/`field` on scores and
+//! forecasts) are left out; non-finite floats are left out of the line (a window whose sum
+//! overflowed still reports its count), and a line left without any field is not written at
+//! all — [`EncodeOutcome`] says what was dropped.
 
-use tidemark_schemas::WindowUpdate;
 use tidemark_schemas::series::split_key;
+use tidemark_schemas::{AnomalyScore, ForecastPoint, WindowUpdate};
 
 /// What encoding one row did besides writing it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,6 +33,15 @@ pub struct EncodeOutcome {
     pub dropped_fields: u32,
     /// Tags left out because their key or value could not be written.
     pub dropped_tags: u32,
+    /// Whether the whole line was left out because none of its fields could be written.
+    pub dropped_line: bool,
+}
+
+impl EncodeOutcome {
+    /// Whether anything was left out.
+    pub fn is_lossy(&self) -> bool {
+        self.dropped_fields > 0 || self.dropped_tags > 0 || self.dropped_line
+    }
 }
 
 /// Appends `text` escaping the characters the line-protocol grammar gives meaning to in this
@@ -39,73 +59,184 @@ fn writable_tag(text: &str) -> bool {
     !text.is_empty() && !text.ends_with('\\') && !text.bytes().any(|b| b == b'\n' || b == b'\r')
 }
 
-/// Writes one row as a line (with its trailing newline) to `out`.
-pub fn encode_window(row: &WindowUpdate, window_label: &str, out: &mut Vec<u8>) -> EncodeOutcome {
-    let mut outcome = EncodeOutcome::default();
-    let (metric, tags) = split_key(&row.series);
-    escaped(out, metric, false);
-    for (key, value) in tags {
-        if writable_tag(key) && writable_tag(value) && key != "window" {
-            out.push(b',');
-            escaped(out, key, true);
-            out.push(b'=');
-            escaped(out, value, true);
-        } else {
-            outcome.dropped_tags += 1;
+/// Tag keys InfluxDB rejects or gives another meaning (1.x refuses `time`; 2.x and 3.x reserve
+/// `_field` and `_measurement`).
+fn reserved_by_server(key: &str) -> bool {
+    matches!(key, "time" | "_field" | "_measurement")
+}
+
+/// One line being written: measurement, then tags, then fields, then the timestamp. A line
+/// whose fields were all dropped is taken back out of the buffer by [`Line::end`].
+pub struct Line<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+    fields: u32,
+    outcome: EncodeOutcome,
+}
+
+impl<'a> Line<'a> {
+    /// Starts a line for `measurement` at the end of `out`.
+    pub fn new(out: &'a mut Vec<u8>, measurement: &str) -> Self {
+        let start = out.len();
+        escaped(out, measurement, false);
+        Line {
+            out,
+            start,
+            fields: 0,
+            outcome: EncodeOutcome::default(),
         }
     }
-    out.extend_from_slice(b",window=");
-    out.extend_from_slice(window_label.as_bytes());
-    let a = &row.aggregates;
-    out.extend_from_slice(b" count=");
-    out.extend_from_slice(
-        itoa::Buffer::new()
-            .format(a.count.min(i64::MAX as u64) as i64)
-            .as_bytes(),
-    );
-    out.push(b'i');
-    let floats = [
-        ("sum", Some(a.sum)),
-        ("min", Some(a.min)),
-        ("max", Some(a.max)),
-        ("avg", Some(a.avg)),
-        ("p50", a.p50),
-        ("p95", a.p95),
-        ("p99", a.p99),
-    ];
-    let mut ryu = ryu::Buffer::new();
-    for (name, value) in floats {
-        match value {
-            Some(v) if v.is_finite() => {
-                out.push(b',');
-                out.extend_from_slice(name.as_bytes());
-                out.push(b'=');
-                out.extend_from_slice(ryu.format_finite(v).as_bytes());
+
+    /// Adds a tag; tags must come before any field.
+    pub fn tag(&mut self, key: &str, value: &str) -> &mut Self {
+        debug_assert_eq!(self.fields, 0, "tags go before fields");
+        if writable_tag(key) && writable_tag(value) && !reserved_by_server(key) {
+            self.out.push(b',');
+            escaped(self.out, key, true);
+            self.out.push(b'=');
+            escaped(self.out, value, true);
+        } else {
+            self.outcome.dropped_tags += 1;
+        }
+        self
+    }
+
+    /// Adds the tags of a canonical series key except those named in `reserved` (the tags
+    /// the caller writes itself), and returns the metric name.
+    pub fn series_tags<'k>(&mut self, series: &'k str, reserved: &[&str]) -> &'k str {
+        let (metric, tags) = split_key(series);
+        for (key, value) in tags {
+            if reserved.contains(&key) {
+                self.outcome.dropped_tags += 1;
+            } else {
+                self.tag(key, value);
             }
-            Some(_) => outcome.dropped_fields += 1,
-            None => {}
+        }
+        metric
+    }
+
+    fn field_name(&mut self, name: &str) {
+        self.out.push(if self.fields == 0 { b' ' } else { b',' });
+        escaped(self.out, name, true);
+        self.out.push(b'=');
+        self.fields += 1;
+    }
+
+    /// Adds a float field; NaN and infinities are left out.
+    pub fn float(&mut self, name: &str, value: f64) -> &mut Self {
+        if value.is_finite() {
+            self.field_name(name);
+            self.out
+                .extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+        } else {
+            self.outcome.dropped_fields += 1;
+        }
+        self
+    }
+
+    /// Adds an integer field (`i` suffix: a signed 64-bit integer on every InfluxDB version,
+    /// where the `u` suffix is refused by 1.x).
+    pub fn int(&mut self, name: &str, value: i64) -> &mut Self {
+        self.field_name(name);
+        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.out.push(b'i');
+        self
+    }
+
+    /// Adds an unsigned count as an integer field, saturating at `i64::MAX`.
+    pub fn count(&mut self, name: &str, value: u64) -> &mut Self {
+        self.int(name, value.min(i64::MAX as u64) as i64)
+    }
+
+    /// Ends the line with its timestamp in milliseconds, or takes it back out when it has
+    /// no field (a line without fields is a syntax error on every server).
+    pub fn end(self, timestamp_ms: i64) -> EncodeOutcome {
+        let mut outcome = self.outcome;
+        if self.fields == 0 {
+            self.out.truncate(self.start);
+            outcome.dropped_line = true;
+        } else {
+            self.out.push(b' ');
+            self.out
+                .extend_from_slice(itoa::Buffer::new().format(timestamp_ms).as_bytes());
+            self.out.push(b'\n');
+        }
+        outcome
+    }
+}
+
+/// Writes one window row as a line (with its trailing newline) to `out`.
+pub fn encode_window(row: &WindowUpdate, window_label: &str, out: &mut Vec<u8>) -> EncodeOutcome {
+    let (metric, _) = split_key(&row.series);
+    let mut line = Line::new(out, metric);
+    line.series_tags(&row.series, &["window"]);
+    line.tag("window", window_label);
+    let a = &row.aggregates;
+    line.count("count", a.count)
+        .float("sum", a.sum)
+        .float("min", a.min)
+        .float("max", a.max)
+        .float("avg", a.avg);
+    for (name, value) in [("p50", a.p50), ("p95", a.p95), ("p99", a.p99)] {
+        if let Some(v) = value {
+            line.float(name, v);
         }
     }
     if let Some(distinct) = a.distinct {
-        out.extend_from_slice(b",distinct=");
-        out.extend_from_slice(
-            itoa::Buffer::new()
-                .format(distinct.min(i64::MAX as u64) as i64)
-                .as_bytes(),
-        );
-        out.push(b'i');
+        line.count("distinct", distinct);
     }
-    out.push(b' ');
-    out.extend_from_slice(itoa::Buffer::new().format(row.window_start).as_bytes());
-    out.push(b'\n');
-    outcome
+    line.end(row.window_start)
+}
+
+/// Tags tidemark writes itself on scores and forecasts; a series tag of the same name is left out.
+const DERIVED_TAGS: [&str; 3] = ["metric", "window", "field"];
+
+/// The measurement of anomaly scores.
+pub const ANOMALY_MEASUREMENT: &str = "anomaly_score";
+/// The measurement of forecasts.
+pub const FORECAST_MEASUREMENT: &str = "forecast";
+
+fn derived_line<'a>(
+    out: &'a mut Vec<u8>,
+    measurement: &str,
+    series: &str,
+    window_label: &str,
+    field: &str,
+) -> Line<'a> {
+    let mut line = Line::new(out, measurement);
+    let metric = line.series_tags(series, &DERIVED_TAGS);
+    line.tag("metric", metric)
+        .tag("window", window_label)
+        .tag("field", field);
+    line
+}
+
+/// Writes one anomaly score as a line to `out`.
+pub fn encode_score(score: &AnomalyScore, window_label: &str, out: &mut Vec<u8>) -> EncodeOutcome {
+    let mut line = derived_line(out, ANOMALY_MEASUREMENT, &score.series, window_label, score.field);
+    line.float("score", score.score)
+        .float("value", score.value)
+        .float("expected", score.expected);
+    line.end(score.window_start)
+}
+
+/// Writes one forecast point, with its 80 % and 95 % bands, as a line to `out`.
+pub fn encode_forecast(point: &ForecastPoint, window_label: &str, out: &mut Vec<u8>) -> EncodeOutcome {
+    let mut line = derived_line(out, FORECAST_MEASUREMENT, &point.series, window_label, point.field);
+    line.float("mean", point.mean)
+        .float("lower80", point.lower80)
+        .float("upper80", point.upper80)
+        .float("lower95", point.lower95)
+        .float("upper95", point.upper95)
+        .int("horizon", i64::from(point.horizon));
+    line.end(point.window_start)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use tidemark_schemas::{Aggregates, SeriesId, UpdateKind};
+    use tidemark_schemas::{Aggregates, AnomalyScore, ForecastPoint, SeriesId, UpdateKind};
 
     fn row(series: &str, sum: f64, p95: Option<f64>) -> WindowUpdate {
         WindowUpdate {
@@ -158,5 +289,68 @@ mod tests {
         let (line, outcome) = encode(&row("m", f64::INFINITY, None));
         assert_eq!(line, "m,window=1m count=3i,min=1.0,max=3.5,distinct=2i 1732233600000\n");
         assert_eq!(outcome.dropped_fields, 2);
+    }
+
+    #[test]
+    fn tag_keys_the_server_refuses_are_left_out() {
+        let (line, outcome) = encode(&row("m|_field=x|host=a|time=3|window=5m", 6.0, None));
+        assert!(line.starts_with("m,host=a,window=1m count=3i"), "{line}");
+        assert_eq!(outcome.dropped_tags, 3);
+    }
+
+    fn score(series: &str, value: f64) -> AnomalyScore {
+        AnomalyScore {
+            series: Arc::from(series),
+            window_ms: 60_000,
+            window_start: 1_732_233_600_000,
+            field: "avg",
+            value,
+            expected: 10.0,
+            score: 0.97,
+        }
+    }
+
+    #[test]
+    fn a_score_names_its_metric_window_and_field() {
+        let mut out = Vec::new();
+        let outcome = encode_score(&score("api.latency|metric=x|service=auth", 42.5), "1m", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "anomaly_score,service=auth,metric=api.latency,window=1m,field=avg score=0.97,value=42.5,expected=10.0 1732233600000\n"
+        );
+        assert_eq!(outcome.dropped_tags, 1, "the series' own `metric` tag is left out");
+    }
+
+    #[test]
+    fn a_line_without_any_finite_field_is_not_written() {
+        let mut out = b"before\n".to_vec();
+        let mut nan = score("m", f64::NAN);
+        nan.expected = f64::INFINITY;
+        nan.score = f64::NAN;
+        let outcome = encode_score(&nan, "1m", &mut out);
+        assert_eq!(out, b"before\n");
+        assert!(outcome.dropped_line && outcome.is_lossy());
+    }
+
+    #[test]
+    fn a_forecast_carries_both_bands_and_its_horizon() {
+        let point = ForecastPoint {
+            series: Arc::from("sales.revenue|currency=eur"),
+            field: "sum",
+            window_ms: 3_600_000,
+            window_start: 1_732_237_200_000,
+            horizon: 2,
+            mean: 100.0,
+            lower80: 90.0,
+            upper80: 110.0,
+            lower95: 80.0,
+            upper95: 120.0,
+        };
+        let mut out = Vec::new();
+        encode_forecast(&point, "1h", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "forecast,currency=eur,metric=sales.revenue,window=1h,field=sum mean=100.0,lower80=90.0,upper80=110.0,lower95=80.0,upper95=120.0,horizon=2i 1732237200000\n"
+        );
     }
 }

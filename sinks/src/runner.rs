@@ -30,17 +30,37 @@ impl SinkRunner {
     }
 }
 
-/// Starts the sink thread, writing every batch from `batches` to all `sinks`.
-pub fn spawn_sinks(mut sinks: Vec<Box<dyn Sink>>, batches: Receiver<OutputBatch>) -> SinkRunner {
+/// A step the sink thread runs on every batch before the sinks see it (the alert rule engine).
+pub trait Stage: Send {
+    /// Inspects and extends the batch.
+    fn process(&mut self, batch: &mut OutputBatch) -> Result<(), SinkError>;
+}
+
+/// Starts the sink thread: every batch from `batches` goes through the `stages`, then to all
+/// `sinks`.
+pub fn spawn_sinks(
+    mut stages: Vec<Box<dyn Stage>>,
+    mut sinks: Vec<Box<dyn Sink>>,
+    batches: Receiver<OutputBatch>,
+) -> SinkRunner {
     let handle = std::thread::Builder::new()
         .name("tidemark-sinks".into())
         .spawn(move || {
             let mut report = SinkReport::default();
-            for batch in batches {
+            for mut batch in batches {
+                for stage in stages.iter_mut() {
+                    stage.process(&mut batch)?;
+                }
                 report.rows += batch.windows.len() as u64;
                 report.dead_letters += batch.dead_letters.len() as u64;
                 for sink in sinks.iter_mut() {
                     sink.write(&batch)?;
+                }
+                if let Some(acknowledgement) = batch.acknowledgement.take() {
+                    for sink in sinks.iter_mut() {
+                        sink.flush()?;
+                    }
+                    acknowledgement.acknowledge();
                 }
             }
             for sink in sinks.iter_mut() {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod running;
+
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -13,6 +15,7 @@ use std::process::{Command, Output};
 pub fn tidemark() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tidemark"));
     command.env("TIDEMARK_LOG", "warn");
+    command.env("TIDEMARK_HTTP_ADDR", "127.0.0.1:0");
     command
 }
 
@@ -208,3 +211,5 @@ pub fn dead_letters(path: &Path) -> Vec<Value> {
         .map(|line| serde_json::from_str(line).expect("dead letters are NDJSON"))
         .collect()
 }
+
+pub mod kafka;

@@ -18,18 +18,26 @@
 //!
 //! [sinks.files]
 //! dir = "tidemark-out"
+//!
+//! [server]                 # HTTP API, /ws/live and the live page (server::config)
+//! addr = "127.0.0.1:8080"
 //! ```
 //!
 //! Errors name the file, the key and the fix: a typo must stop the start-up, not silently
 //! produce nothing.
 
+use crate::server::config::ServerConfig;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use tidemark_connectors::source::GeneratorConfig;
 use tidemark_connectors::{SourceConfig, TimestampRange};
-use tidemark_dataflows::WindowSettings;
+use tidemark_dataflows::{AnalyticsSettings, WindowSettings};
 use tidemark_schemas::{MetricDefinition, MetricDefinitions};
+use tidemark_sinks::alerting::AlertsConfig;
+use tidemark_sinks::influxdb::InfluxDbConfig;
+use tidemark_sinks::kafka::KafkaSinkConfig;
+use tidemark_sinks::notify::NotifyConfig;
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize)]
@@ -53,6 +61,18 @@ pub struct Config {
     /// Sinks.
     #[serde(default)]
     pub sinks: SinksConfig,
+    /// Anomaly scores and forecasts.
+    #[serde(default)]
+    pub analytics: AnalyticsSettings,
+    /// Alert rules and silences.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// Where alert notifications go (Slack, webhook, email).
+    #[serde(default)]
+    pub notify: Option<NotifyConfig>,
+    /// The HTTP API, WebSocket stream and live page (`tidemark run` only).
+    #[serde(default)]
+    pub server: ServerConfig,
 }
 
 /// `[runtime]`.
@@ -87,6 +107,10 @@ impl Default for RuntimeConfig {
 pub struct SinksConfig {
     /// Local files.
     pub files: Option<FileSinksConfig>,
+    /// Kafka output topics.
+    pub kafka: Option<KafkaSinkConfig>,
+    /// An InfluxDB server.
+    pub influxdb: Option<InfluxDbConfig>,
 }
 
 /// `[sinks.files]`: what the embedded default writes.
@@ -133,9 +157,14 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             builtin_metrics: true,
             metrics: Vec::new(),
+            server: ServerConfig::default(),
             sinks: SinksConfig {
                 files: Some(FileSinksConfig::default()),
+                ..SinksConfig::default()
             },
+            analytics: AnalyticsSettings::default(),
+            alerts: AlertsConfig::default(),
+            notify: None,
         }
     }
 }
@@ -155,6 +184,7 @@ impl Config {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<()> {
         self.pipeline.validate()?;
+        self.server.validate()?;
         self.definitions()?;
         let runtime = &self.runtime;
         if runtime.workers == 0 || runtime.workers > 1024 {
@@ -173,6 +203,9 @@ impl Config {
             bail!(
                 "runtime.min_event_time_ms must be below runtime.max_event_time_ms; widen the range or use the defaults"
             );
+        }
+        if let Some(influxdb) = &self.sinks.influxdb {
+            influxdb.validate()?;
         }
         if let SourceConfig::Generator(generator) = &self.source {
             generator
@@ -246,9 +279,11 @@ mod tests {
     fn errors_name_the_file_and_the_key() {
         let cases = [
             ("[pipeline]\nalowed_lateness = \"2s\"\n", "alowed_lateness"),
-            ("[pipeline]\nrollups = [\"7m\"]\n", "pipeline.rollups"),
+            ("[pipeline]\nrollups = [\"5m\", \"7m\"]\n", "pipeline.rollups"),
             ("[runtime]\nworkers = 0\n", "runtime.workers"),
-            ("[source]\ntype = \"kafka\"\n", "kafka"),
+            ("[sinks.influxdb]\nbatch_points = 0\n", "sinks.influxdb.batch_points"),
+            ("[sinks.influxdb]\ntoken = \"secret\"\n", "unknown field `token`"),
+            ("[source]\ntype = \"mqtt\"\n", "mqtt"),
             (
                 "[[metrics]]\nname = \"x\"\nevent = \"sale\"\nvalue = \"amout\"\n",
                 "metrics[0].value",

@@ -1,13 +1,19 @@
 //! The `tidemark` command.
 //!
 //! * `tidemark run [--config FILE]` runs the streaming job; without a config it runs the
-//!   embedded default: the built-in generator in real time, results to `./tidemark-out/`.
+//!   embedded default: the built-in generator in real time, results to `./tidemark-out/`, and
+//!   the HTTP API and live page on <http://127.0.0.1:8080/>.
 //! * `tidemark replay INPUT.ndjson --export-csv OUT.csv` processes a file as fast as possible.
 //! * `tidemark generate --events N --out FILE` writes generated events as NDJSON.
+//! * `tidemark eval nab DIR --results OUT` / `tidemark eval forecast DIR --out FILE` measure the
+//!   anomaly detector and the forecaster on public benchmarks.
 
 mod config;
+mod eval;
 mod generate;
 mod pipeline;
+mod produce;
+mod server;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -33,6 +39,10 @@ enum Command {
     Replay(pipeline::ReplayArgs),
     /// Write generated events as NDJSON.
     Generate(generate::GenerateArgs),
+    /// Publish an NDJSON file to a Kafka topic, one message per line.
+    Produce(produce::ProduceArgs),
+    /// Evaluate the anomaly detector (NAB) or the forecaster (tourism and similar).
+    Eval(eval::EvalArgs),
 }
 
 /// Where the embedded default writes.
@@ -47,6 +57,8 @@ fn main() -> Result<()> {
         Command::Run(args) => pipeline::run(args),
         Command::Replay(args) => pipeline::replay(args),
         Command::Generate(args) => generate::generate(args),
+        Command::Produce(args) => produce::produce(args),
+        Command::Eval(args) => eval::run(args),
     }
 }
 

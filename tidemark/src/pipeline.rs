@@ -12,8 +12,12 @@ use std::time::{Duration, Instant};
 use tidemark_connectors::SourceConfig;
 use tidemark_dataflows::job::Cluster;
 use tidemark_dataflows::{JobSettings, PipelineStats, run_job};
+use tidemark_sinks::alerting::{AlertEngine, AlertStage};
 use tidemark_sinks::files::{CsvExport, DeadLetterFile, LineProtocolFile, NdjsonStream};
-use tidemark_sinks::{Sink, SinkReport, spawn_sinks};
+use tidemark_sinks::influxdb::InfluxDbSink;
+use tidemark_sinks::kafka::KafkaSink;
+use tidemark_sinks::notify::Notifier;
+use tidemark_sinks::{Sink, SinkReport, Stage, spawn_sinks};
 use tracing::info;
 
 /// Batches in flight between the workers and the sink thread: the backpressure bound.
@@ -34,6 +38,9 @@ pub struct RunArgs {
     /// Stop after this long (e.g. `30s`, `5m`); default: run until the source ends or Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
+    /// Address of the HTTP API and live page (overrides `server.addr`; port 0 picks a free one).
+    #[arg(long, env = "TIDEMARK_HTTP_ADDR")]
+    http_addr: Option<std::net::SocketAddr>,
 }
 
 /// Arguments of `tidemark replay`.
@@ -68,11 +75,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(dir) = args.out {
         config.sinks.files.get_or_insert_with(FileSinksConfig::default).dir = dir;
     }
+    if let Some(addr) = args.http_addr {
+        config.server.addr = addr;
+    }
     config.validate()?;
-    let files = config.sinks.files.clone().ok_or_else(|| {
-        anyhow!("no sinks are configured: add a [sinks.files] section (e.g. dir = \"{DEFAULT_OUT_DIR}\") to the config")
-    })?;
-    let sinks = file_sinks(&files, config.pipeline.base.as_millis() as u64)?;
+    let sinks = configured_sinks(&config)?;
+    let stats = Arc::new(PipelineStats::default());
+    let crate::server::Attached { sinks, server } = crate::server::attach(&config, sinks, stats.clone())?;
     if embedded {
         info!(
             "running the embedded default: built-in generator ({} events/s, real time) → files in {}/ \
@@ -81,7 +90,13 @@ pub fn run(args: RunArgs) -> Result<()> {
                 SourceConfig::Generator(g) => g.events_per_second,
                 _ => 0.0,
             },
-            shown(&files.dir)
+            shown(
+                &config
+                    .sinks
+                    .files
+                    .as_ref()
+                    .map_or_else(|| PathBuf::from(DEFAULT_OUT_DIR), |f| f.dir.clone())
+            )
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -94,7 +109,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         });
     }
     let mut last_report = Instant::now();
-    let outcome = execute(&config, sinks, stop, |stats| {
+    let outcome = execute(&config, alert_stage(&config)?, sinks, stats, stop, |stats| {
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
             info!(
@@ -106,6 +121,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             );
         }
     })?;
+    if let Some(server) = server {
+        server.stop();
+    }
     for (_, _, description) in &outcome.report.outputs {
         println!("wrote {description}");
     }
@@ -148,9 +166,14 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     );
     let stop = Arc::new(AtomicBool::new(false));
     install_ctrl_c(stop.clone())?;
-    let outcome = execute(&config, sinks, stop, |stats| {
-        bar.set_position(stats.bytes.load(Relaxed))
-    })?;
+    let outcome = execute(
+        &config,
+        Vec::new(),
+        sinks,
+        Arc::new(PipelineStats::default()),
+        stop,
+        |stats| bar.set_position(stats.bytes.load(Relaxed)),
+    )?;
     bar.finish_and_clear();
     let csv_rows = outcome
         .report
@@ -163,6 +186,41 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     }
     println!("{}", outcome.summary_line(Some(csv_rows)));
     Ok(())
+}
+
+/// The alert rule engine, with its notifier, when rules are configured.
+fn alert_stage(config: &Config) -> Result<Vec<Box<dyn Stage>>> {
+    if config.alerts.rules.is_empty() {
+        return Ok(Vec::new());
+    }
+    let notifier = config.notify.as_ref().map(Notifier::start).transpose()?;
+    if notifier.is_none() {
+        info!("alert rules are configured but no [notify] section: alerts are recorded by the sinks, not sent");
+    }
+    Ok(vec![Box::new(AlertStage::new(
+        AlertEngine::new(&config.alerts),
+        notifier,
+    ))])
+}
+
+/// Every sink the configuration asks for; at least one is required.
+fn configured_sinks(config: &Config) -> Result<Vec<Box<dyn Sink>>> {
+    let mut sinks = match &config.sinks.files {
+        Some(files) => file_sinks(files, config.pipeline.base.as_millis() as u64)?,
+        None => Vec::new(),
+    };
+    if let Some(kafka) = &config.sinks.kafka {
+        sinks.push(Box::new(KafkaSink::create(kafka)?));
+    }
+    if let Some(influxdb) = &config.sinks.influxdb {
+        sinks.push(Box::new(InfluxDbSink::start(influxdb)?));
+    }
+    if sinks.is_empty() {
+        return Err(anyhow!(
+            "no sinks are configured: add a [sinks.files] section (e.g. dir = \"{DEFAULT_OUT_DIR}\") [sinks.kafka] or [sinks.influxdb] to the config"
+        ));
+    }
+    Ok(sinks)
 }
 
 fn file_sinks(files: &FileSinksConfig, base_ms: u64) -> Result<Vec<Box<dyn Sink>>> {
@@ -215,7 +273,9 @@ impl Outcome {
 /// Runs the job with `sinks`, calling `progress` about ten times a second until it ends.
 fn execute(
     config: &Config,
+    stages: Vec<Box<dyn Stage>>,
     sinks: Vec<Box<dyn Sink>>,
+    stats: Arc<PipelineStats>,
     stop: Arc<AtomicBool>,
     mut progress: impl FnMut(&PipelineStats),
 ) -> Result<Outcome> {
@@ -227,10 +287,10 @@ fn execute(
         timestamps: config.timestamps(),
         workers: config.runtime.workers,
         cluster: Cluster::Local,
+        analytics: config.analytics.enabled.then(|| config.analytics.clone()),
     };
-    let stats = Arc::new(PipelineStats::default());
     let (sender, receiver) = crossbeam_channel::bounded(SINK_QUEUE_BATCHES);
-    let sink_runner = spawn_sinks(sinks, receiver);
+    let sink_runner = spawn_sinks(stages, sinks, receiver);
     let started = Instant::now();
     let job_stats = stats.clone();
     let main = std::thread::current();

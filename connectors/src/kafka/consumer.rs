@@ -1,0 +1,301 @@
+//! One worker's consumer: its partitions, their idleness, and offset commits.
+
+use super::config::{KafkaSourceConfig, StartPosition};
+use crate::avro::AvroDecoder;
+use crate::lines::Line;
+use crate::source::{LineSource, Origin, SourceStatus};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// How long metadata and offset look-ups may take at start-up.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The partitions of one topic owned by one worker.
+pub struct KafkaSource {
+    consumer: BaseConsumer,
+    topic: String,
+    /// Partition number of each slot.
+    partitions: Vec<i32>,
+    /// Slot of each partition number (`usize::MAX` for partitions of other workers).
+    slot_of: Vec<usize>,
+    last_message: Vec<Instant>,
+    idle_timeout: Duration,
+    max_message_bytes: usize,
+    error_logged: Option<Instant>,
+    /// Per slot, the settled time stored with the committed offset by the previous run.
+    settled_before: Vec<u64>,
+    /// Decodes Avro messages to JSON, when the topic carries Avro.
+    avro: Option<(AvroDecoder, Vec<u8>)>,
+    /// Where settled marks are also kept, per partition.
+    marks: Option<PathBuf>,
+}
+
+/// Commit metadata carrying the settled time, so the next run knows which windows are final.
+const SETTLED_PREFIX: &str = "tidemark:settled=";
+
+fn kafka_error(what: &str, error: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{what}: {error}"))
+}
+
+impl KafkaSource {
+    /// Opens worker `index` of `workers`' share of the topic's partitions.
+    pub fn open(
+        config: &KafkaSourceConfig,
+        index: usize,
+        workers: usize,
+        max_message_bytes: usize,
+    ) -> io::Result<Self> {
+        config.validate().map_err(io::Error::other)?;
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest");
+        for (key, value) in &config.options {
+            client.set(key, value);
+        }
+        let consumer: BaseConsumer = client
+            .create()
+            .map_err(|e| kafka_error("creating the Kafka consumer", e))?;
+        let metadata = consumer
+            .fetch_metadata(Some(&config.topic), STARTUP_TIMEOUT)
+            .map_err(|e| {
+                kafka_error(
+                    &format!("reading metadata of topic {} from {}", config.topic, config.brokers),
+                    e,
+                )
+            })?;
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == config.topic)
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "topic {} does not exist on {} (or has no partitions); create it first",
+                    config.topic, config.brokers
+                ))
+            })?;
+        let mut all: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        all.sort_unstable();
+        let partitions: Vec<i32> = all.iter().copied().filter(|p| *p as usize % workers == index).collect();
+        let mut slot_of = vec![usize::MAX; all.iter().copied().max().map_or(0, |m| m as usize + 1)];
+        for (slot, p) in partitions.iter().enumerate() {
+            slot_of[*p as usize] = slot;
+        }
+        let mut assignment = TopicPartitionList::new();
+        for p in &partitions {
+            let offset = match config.start {
+                StartPosition::Committed => Offset::Stored,
+                StartPosition::Earliest => Offset::Beginning,
+                StartPosition::Latest => Offset::End,
+                StartPosition::Timestamp => Offset::Beginning,
+            };
+            assignment
+                .add_partition_offset(&config.topic, *p, offset)
+                .map_err(|e| kafka_error("building the assignment", e))?;
+        }
+        if let (StartPosition::Timestamp, Some(ms)) = (config.start, config.start_timestamp_ms) {
+            assignment = consumer
+                .offsets_for_times(timestamps(&config.topic, &partitions, ms), STARTUP_TIMEOUT)
+                .map_err(|e| kafka_error("looking up offsets for start_timestamp_ms", e))?;
+        }
+        let marks = config.state_dir.as_ref().map(|dir| dir.join(&config.group_id).join(&config.topic));
+        if let Some(marks) = &marks {
+            std::fs::create_dir_all(marks)?;
+        }
+        let settled_before = previously_settled(&consumer, &config.topic, &partitions, marks.as_deref())?;
+        consumer
+            .assign(&assignment)
+            .map_err(|e| kafka_error("assigning partitions", e))?;
+        info!(topic = %config.topic, worker = index, partitions = ?partitions, "kafka source assigned");
+        let now = Instant::now();
+        Ok(KafkaSource {
+            consumer,
+            topic: config.topic.clone(),
+            last_message: vec![now; partitions.len()],
+            partitions,
+            slot_of,
+            idle_timeout: config.idle_timeout,
+            max_message_bytes,
+            error_logged: None,
+            settled_before,
+            marks,
+            avro: match &config.avro {
+                Some(format) => Some((AvroDecoder::new(format)?, Vec::with_capacity(1024))),
+                None => None,
+            },
+        })
+    }
+}
+
+fn mark_file(dir: &Path, partition: i32) -> PathBuf {
+    dir.join(format!("{partition}.settled"))
+}
+
+fn previously_settled(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    marks: Option<&Path>,
+) -> io::Result<Vec<u64>> {
+    let mut list = TopicPartitionList::new();
+    for p in partitions {
+        list.add_partition(topic, *p);
+    }
+    let committed = consumer
+        .committed_offsets(list, STARTUP_TIMEOUT)
+        .map_err(|e| kafka_error("reading committed offsets", e))?;
+    Ok(partitions
+        .iter()
+        .map(|p| {
+            let from_metadata = committed
+                .find_partition(topic, *p)
+                .and_then(|e| e.metadata().strip_prefix(SETTLED_PREFIX).and_then(|v| v.parse().ok()));
+            let from_file = marks
+                .and_then(|dir| std::fs::read_to_string(mark_file(dir, *p)).ok())
+                .and_then(|text| text.trim().parse().ok());
+            from_metadata.into_iter().chain(from_file).max().unwrap_or(0)
+        })
+        .collect())
+}
+
+fn timestamps(topic: &str, partitions: &[i32], ms: i64) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for p in partitions {
+        list.add_partition_offset(topic, *p, Offset::Offset(ms))
+            .expect("a valid partition offset");
+    }
+    list
+}
+
+impl LineSource for KafkaSource {
+    fn read(&mut self, budget: usize, visit: &mut dyn FnMut(Origin<'_>, Line<'_>)) -> io::Result<SourceStatus> {
+        if self.partitions.is_empty() {
+            return Ok(SourceStatus::Done);
+        }
+        let mut handed = 0;
+        while handed < budget {
+            match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Err(error)) => {
+                    if self
+                        .error_logged
+                        .is_none_or(|at| at.elapsed() > Duration::from_secs(30))
+                    {
+                        self.error_logged = Some(Instant::now());
+                        warn!(topic = %self.topic, %error, "kafka consumer error (retrying; logged at most every 30 s)");
+                    }
+                    return Ok(SourceStatus::Idle(Duration::from_millis(100)));
+                }
+                Some(Ok(message)) => {
+                    let Some(&slot) = self
+                        .slot_of
+                        .get(message.partition() as usize)
+                        .filter(|s| **s != usize::MAX)
+                    else {
+                        continue;
+                    };
+                    self.last_message[slot] = Instant::now();
+                    let origin = Origin {
+                        slot,
+                        position: message.offset() as u64,
+                        key: message.key(),
+                    };
+                    let payload = message.payload().unwrap_or_default();
+                    if payload.len() > self.max_message_bytes {
+                        let prefix = &payload[..crate::lines::OVERSIZED_PREFIX_BYTES.min(payload.len())];
+                        visit(
+                            origin,
+                            Line::Oversized {
+                                prefix,
+                                len: payload.len() as u64,
+                            },
+                        );
+                    } else if let Some((decoder, json)) = self.avro.as_mut() {
+                        json.clear();
+                        match decoder.to_json(payload, json) {
+                            Ok(()) => visit(origin, Line::Complete(json)),
+                            Err((reason, detail)) => visit(
+                                origin,
+                                Line::Rejected {
+                                    original: payload,
+                                    reason,
+                                    detail,
+                                },
+                            ),
+                        }
+                    } else {
+                        visit(origin, Line::Complete(payload));
+                    }
+                    handed += 1;
+                }
+            }
+        }
+        Ok(if handed == 0 {
+            SourceStatus::Idle(Duration::from_millis(5))
+        } else {
+            SourceStatus::Progress
+        })
+    }
+
+    fn slots(&self) -> usize {
+        self.partitions.len()
+    }
+
+    fn is_idle(&self, slot: usize) -> bool {
+        self.last_message[slot].elapsed() >= self.idle_timeout
+    }
+
+    fn commits(&self) -> bool {
+        true
+    }
+
+    fn commit(&mut self, next: &[Option<u64>], settled: u64, last: bool) -> io::Result<()> {
+        let mut list = TopicPartitionList::new();
+        let metadata = format!("{SETTLED_PREFIX}{settled}");
+        for (slot, offset) in next.iter().enumerate() {
+            if let Some(offset) = offset {
+                let mut element = list.add_partition(&self.topic, self.partitions[slot]);
+                element
+                    .set_offset(Offset::Offset(*offset as i64))
+                    .map_err(|e| kafka_error("building the commit", e))?;
+                element.set_metadata(&metadata);
+            }
+        }
+        if list.count() == 0 {
+            return Ok(());
+        }
+        // The mark is written before the offset is committed: a mark ahead of its offset only
+        // dead-letters events that were final anyway, an offset ahead of its mark would not.
+        if let Some(dir) = &self.marks {
+            for (slot, offset) in next.iter().enumerate() {
+                if offset.is_some() {
+                    let path = mark_file(dir, self.partitions[slot]);
+                    let temporary = path.with_extension("tmp");
+                    std::fs::write(&temporary, settled.to_string())?;
+                    std::fs::rename(&temporary, &path)?;
+                }
+            }
+        }
+        let mode = if last { CommitMode::Sync } else { CommitMode::Async };
+        self.consumer.commit(&list, mode).map_err(|e| kafka_error("committing offsets", e))
+    }
+
+    fn settled_before(&self, slot: usize) -> u64 {
+        self.settled_before[slot]
+    }
+
+    fn partition(&self, slot: usize) -> Option<i32> {
+        self.partitions.get(slot).copied()
+    }
+}

@@ -1,0 +1,144 @@
+//! Streaming anomaly detection: one [`Detector`] per series, fed the closed base windows in
+//! order, scoring every point in [0, 1] in O(1) time with fixed-size state.
+//!
+//! The detector combines several signals, each normalised by the series' own robust scale so
+//! that one threshold works across series:
+//!
+//! * **point surprise**: the residual after a short-term level and a daily seasonal profile
+//!   ([`season`]), in units of the residuals' robust scale ([`ewm`]);
+//! * **level shift**: a fast mean of the deseasonalised series leaving the slow one, in units
+//!   of the slow deviation;
+//! * **novelty**: a value outside every value seen so far, relative to the seen range.
+//!
+//! Then [`alarm`] turns the combined surprise into a score with suppression: after an alarm,
+//! a series only alarms again within `suppress_points` when the anomaly is clearly stronger.
+//! Anomalies arrive as episodes, not points; re-alarming on every point of one episode is
+//! what makes detectors noisy (and what NAB's cost of false positives punishes).
+
+mod alarm;
+mod calibrate;
+mod ewm;
+mod season;
+mod settings;
+#[cfg(test)]
+mod tests;
+
+pub use settings::{DetectorSettings, DetectorSettingsError};
+
+use alarm::Alarm;
+use calibrate::Calibrator;
+use ewm::Ewm;
+use season::DailyProfile;
+
+/// The score of one point and what the detector expected there.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    /// Anomaly score in [0, 1].
+    pub score: f64,
+    /// The value the detector expected (short-term level plus seasonal offset).
+    pub expected: f64,
+}
+
+/// Relative floor of every scale, so that noise-free series do not divide by zero and a
+/// change of a millionth of the series' magnitude is not an anomaly.
+const RELATIVE_FLOOR: f64 = 1e-3;
+
+/// A per-series streaming anomaly detector.
+#[derive(Clone, Debug)]
+pub struct Detector {
+    warmup: u32,
+    seen: u32,
+    level_alpha: f64,
+    level: f64,
+    residual: Ewm,
+    slow: Ewm,
+    fast: Ewm,
+    min: f64,
+    max: f64,
+    profile: Option<DailyProfile>,
+    last_bucket: usize,
+    calibrator: Calibrator,
+    novelty_weight: f64,
+    novelty_tolerance: f64,
+    alarm: Alarm,
+}
+
+impl Detector {
+    /// A detector with `settings` (which should have passed [`DetectorSettings::validate`]).
+    pub fn new(settings: &DetectorSettings) -> Self {
+        let scale_alpha = 1.0 / settings.scale_points;
+        Detector {
+            warmup: settings.warmup,
+            seen: 0,
+            level_alpha: 1.0 / settings.level_points,
+            level: 0.0,
+            residual: Ewm::new(scale_alpha),
+            slow: Ewm::new(scale_alpha),
+            fast: Ewm::new(1.0 / settings.shift_points),
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            profile: (settings.season_buckets > 0)
+                .then(|| DailyProfile::new(settings.season_buckets, scale_alpha * 4.0, 2)),
+            last_bucket: usize::MAX,
+            calibrator: Calibrator::new(settings.calibration_level),
+            novelty_weight: settings.novelty_weight,
+            novelty_tolerance: settings.novelty_tolerance,
+            alarm: Alarm::new(settings.suppress_points, settings.suppress_ratio),
+        }
+    }
+
+    /// Scores the next point (`ts_ms` must not go backwards) and learns from it. A non-finite
+    /// value scores 0 and is not learnt, so one bad aggregate cannot poison the state.
+    pub fn update(&mut self, ts_ms: i64, value: f64) -> Scored {
+        let bucket = self.profile.as_ref().map_or(0, |p| p.bucket(ts_ms));
+        let season = self.profile.as_ref().map_or(0.0, |p| p.offset(bucket));
+        let expected = if self.seen == 0 { value } else { self.level + season };
+        if !value.is_finite() {
+            return Scored { score: 0.0, expected };
+        }
+        let residual = value - expected;
+        let floor = RELATIVE_FLOOR * (self.max - self.min).max(self.slow.mean().abs()).max(f64::MIN_POSITIVE);
+
+        let bucket_scale = self.profile.as_ref().map_or(0.0, |p| p.scale(bucket));
+        let scale = self.residual.deviation().max(bucket_scale).max(floor);
+        let point = (residual - self.residual.mean()).abs() / scale;
+        self.fast.update(value - season);
+        let shift = (self.fast.mean() - self.slow.mean()).abs() / self.slow.deviation().max(floor);
+        let range = (self.max - self.min).max(floor);
+        let novelty = ((value - self.max).max(self.min - value) / range - self.novelty_tolerance).max(0.0);
+        let surprise = point.max(shift);
+        let calibrated = self.calibrator.ratio(surprise).max(novelty * self.novelty_weight);
+        self.calibrator.learn(surprise);
+
+        let score = if self.seen >= self.warmup {
+            self.alarm.score(calibrated)
+        } else {
+            0.0
+        };
+
+        self.learn(bucket, value, residual);
+        Scored { score, expected }
+    }
+
+    fn learn(&mut self, bucket: usize, value: f64, residual: f64) {
+        self.seen = self.seen.saturating_add(1);
+        if self.seen == 1 {
+            self.level = value;
+        }
+        if let Some(profile) = &mut self.profile {
+            profile.learn(bucket, value - self.level, residual, bucket != self.last_bucket);
+            self.last_bucket = bucket;
+        }
+        let season = self.profile.as_ref().map_or(0.0, |p| p.offset(bucket));
+        self.level += self.level_alpha * (value - season - self.level);
+        self.residual.update(residual);
+        self.slow.update(value - season);
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+    }
+
+    /// Bytes of state one series costs (the struct plus its seasonal profile).
+    pub fn state_bytes(&self) -> usize {
+        size_of::<Self>() + self.profile.as_ref().map_or(0, DailyProfile::heap_bytes)
+    }
+}

@@ -1,0 +1,312 @@
+//! The InfluxDB sink against a real InfluxDB 1.6 (started by `scripts/test`, found through
+//! `TIDEMARK_TEST_INFLUXDB`): the pipeline's points read back with InfluxQL equal its window
+//! results, corrections overwrite points instead of adding them, and nothing acknowledged is
+//! lost while the server is stopped.
+
+mod influx_support;
+mod support;
+
+use influx_support::{Influx, OwnServer, Series};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+use support::*;
+use tidemark_schemas::{Aggregates, OutputBatch, SeriesId, UpdateKind, WindowUpdate};
+use tidemark_sinks::Sink;
+use tidemark_sinks::influxdb::{InfluxDbConfig, InfluxDbSink};
+
+const SIZES: [(&str, i64); 5] = [
+    ("1m", 60_000),
+    ("5m", 300_000),
+    ("15m", 900_000),
+    ("1h", 3_600_000),
+    ("1d", 86_400_000),
+];
+
+/// Every window point of the database, keyed like `windows.ndjson`: (series key, window ms,
+/// window start) → the point's fields.
+fn window_points(db: &Influx) -> BTreeMap<(String, i64, i64), BTreeMap<String, Value>> {
+    let mut points = BTreeMap::new();
+    let measurements = db.query("SHOW MEASUREMENTS");
+    let names: Vec<String> = measurements
+        .iter()
+        .flat_map(|s| s.values.iter().map(|v| v[0].as_str().unwrap().to_string()))
+        .filter(|name| !name.starts_with("tidemark_"))
+        .collect();
+    assert!(!names.is_empty(), "no measurements were written");
+    for name in names {
+        for series in db.query(&format!("SELECT * FROM \"{name}\" GROUP BY *")) {
+            add_points(&mut points, &series);
+        }
+    }
+    points
+}
+
+fn add_points(points: &mut BTreeMap<(String, i64, i64), BTreeMap<String, Value>>, series: &Series) {
+    let mut key = series.name.clone();
+    for (k, v) in series.tags.iter().filter(|(k, _)| *k != "window") {
+        key.push_str(&format!("|{k}={v}"));
+    }
+    let label = &series.tags["window"];
+    let size = SIZES
+        .iter()
+        .find(|(l, _)| l == label)
+        .unwrap_or_else(|| panic!("window tag {label}"))
+        .1;
+    for row in series.rows() {
+        let time = row["time"].as_i64().unwrap();
+        let fields = row
+            .into_iter()
+            .filter(|(c, v)| *c != "time" && !v.is_null())
+            .map(|(c, v)| (c.to_string(), v.clone()))
+            .collect();
+        assert!(
+            points.insert((key.clone(), size, time), fields).is_none(),
+            "two points for {key} {label} {time}"
+        );
+    }
+}
+
+fn config_text(input: &Path, out: &Path, db: &Influx, extra_pipeline: &str) -> String {
+    format!(
+        "[source]\ntype = \"file\"\npath = {input:?}\n\n[pipeline]\n{extra_pipeline}\n\n[sinks.files]\ndir = {out:?}\ncsv = false\nline_protocol = false\n\n\
+         [sinks.influxdb]\nurl = \"{}\"\ndatabase = \"{}\"\nflush_interval = \"100ms\"\nself_metrics_interval = \"1s\"\nrejected_path = {:?}\n",
+        db.base,
+        db.db,
+        out.join("influxdb-rejected.ndjson")
+    )
+}
+
+/// A generated stream of every event kind (with malformed lines) through `tidemark run`: the
+/// points in InfluxDB are exactly the last update of every window in `windows.ndjson`, field
+/// for field, bit for bit — no window missing, none extra, none twice.
+#[test]
+fn every_window_result_is_a_point_with_the_same_values() {
+    let Some(server) = influx_support::server() else {
+        return;
+    };
+    let db = Influx::fresh(&server, "windows");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    succeed(
+        tidemark()
+            .args([
+                "generate",
+                "--events",
+                "20000",
+                "--rate",
+                "20",
+                "--malformed",
+                "0.01",
+                "--out",
+            ])
+            .arg(&input),
+    );
+    let out = dir.path().join("out");
+    let config = dir.path().join("tidemark.toml");
+    std::fs::write(&config, config_text(&input, &out, &db, "")).unwrap();
+    let output = succeed(tidemark().args(["run", "--config"]).arg(&config));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("wrote InfluxDB ("), "{stdout}");
+
+    let expected = final_updates(&out.join("windows.ndjson"));
+    let got = window_points(&db);
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "points in InfluxDB vs windows in windows.ndjson"
+    );
+    for (key, row) in &expected {
+        let point = got.get(key).unwrap_or_else(|| panic!("no point for {key:?}"));
+        for field in ["count", "distinct"] {
+            assert_eq!(
+                point.get(field).and_then(Value::as_u64),
+                row[field].as_u64(),
+                "{field} of {key:?}"
+            );
+        }
+        for field in ["sum", "min", "max", "avg", "p50", "p95", "p99"] {
+            let want = row[field].as_f64();
+            let have = point.get(field).and_then(Value::as_f64);
+            assert_eq!(have, want, "{field} of {key:?}");
+        }
+    }
+    assert!(!std::path::Path::new(&out.join("influxdb-rejected.ndjson")).exists());
+
+    let dead = dead_letters(&out.join("dead-letters.ndjson")).len() as u64;
+    assert!(dead > 0, "the stream has malformed lines");
+    let reported: u64 = db
+        .query("SELECT sum(\"count\") FROM \"tidemark_dead_letters\"")
+        .first()
+        .map_or(0, |s| s.values[0][1].as_u64().unwrap());
+    assert_eq!(reported, dead, "self-metrics count every dead letter");
+    let rows: u64 = db.query("SELECT sum(\"window_rows\") FROM \"tidemark_pipeline\"")[0].values[0][1]
+        .as_u64()
+        .unwrap();
+    let updates = std::fs::read_to_string(out.join("windows.ndjson"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    assert_eq!(rows, updates, "self-metrics count every window update");
+}
+
+/// Events minutes late correct closed windows: InfluxDB holds one point per window (the
+/// corrections rewrote them), and its values equal an independent batch computation over all
+/// events.
+#[test]
+fn corrections_overwrite_points_and_converge_on_the_batch_result() {
+    let Some(server) = influx_support::server() else {
+        return;
+    };
+    let db = Influx::fresh(&server, "corrections");
+    let dir = tempfile::tempdir().unwrap();
+    let events = metric_events(30_000, 12, 0.05, 0.01, 3);
+    let input = dir.path().join("events.ndjson");
+    write_lines(&input, &events);
+    let out = dir.path().join("out");
+    let config = dir.path().join("tidemark.toml");
+    let pipeline = "late_policy = \"correct\"\ncorrection_horizon = \"2h\"";
+    std::fs::write(&config, config_text(&input, &out, &db, pipeline)).unwrap();
+    succeed(tidemark().args(["run", "--workers", "2", "--config"]).arg(&config));
+
+    let updates = std::fs::read_to_string(out.join("windows.ndjson")).unwrap();
+    let corrections = updates
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"correction\""))
+        .count();
+    assert!(corrections > 50, "expected many corrections, got {corrections}");
+
+    let sizes: Vec<i64> = SIZES.iter().map(|(_, ms)| *ms).collect();
+    let expected = batch_windows(&observations(&events), &sizes);
+    let got = window_points(&db);
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "one point per window although {} updates were written",
+        updates.lines().count()
+    );
+    for (key, want) in &expected {
+        let point = got.get(key).unwrap_or_else(|| panic!("no point for {key:?}"));
+        let f = |name: &str| point[name].as_f64().unwrap();
+        assert_eq!(point["count"].as_u64().unwrap(), want.count, "{key:?}");
+        assert_eq!((f("min"), f("max")), (want.min, want.max), "{key:?}");
+        assert!(
+            close(f("sum"), want.sum, 1e-12),
+            "sum {key:?}: {} vs {}",
+            f("sum"),
+            want.sum
+        );
+        for (name, want) in [("p50", want.p50), ("p95", want.p95), ("p99", want.p99)] {
+            assert!(close(f(name), want, 0.005), "{name} {key:?}: {} vs {want}", f(name));
+        }
+    }
+}
+
+fn row(i: u64) -> WindowUpdate {
+    let series = format!("outage.test|host=h{}", i % 10);
+    WindowUpdate {
+        series_id: SeriesId::of_key(&series),
+        series: Arc::from(series.as_str()),
+        window_ms: 60_000,
+        window_start: 1_732_233_600_000 + (i / 10) as i64 * 60_000,
+        kind: UpdateKind::Final,
+        aggregates: Aggregates {
+            count: i + 1,
+            sum: i as f64 * 0.5,
+            min: 0.0,
+            max: i as f64,
+            avg: 0.25,
+            p50: None,
+            p95: None,
+            p99: None,
+            distinct: None,
+        },
+    }
+}
+
+fn batch_of(range: std::ops::Range<u64>) -> OutputBatch {
+    OutputBatch {
+        windows: range.map(row).collect(),
+        ..OutputBatch::default()
+    }
+}
+
+/// The server is stopped mid-stream and started again: while it is down, `write` blocks
+/// after a bounded number of points (backpressure, not buffering), and once it is back every
+/// point `write` accepted is in the database, with its value.
+#[test]
+fn nothing_acknowledged_is_lost_while_the_server_is_down() {
+    if influx_support::server().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let own = OwnServer::start(&dir.path().join("influx"));
+    let db = Influx::fresh(&own.url(), "outage");
+    let config = InfluxDbConfig {
+        url: own.url(),
+        database: db.db.clone(),
+        batch_points: 100,
+        flush_interval: Duration::from_millis(20),
+        max_in_flight: 2,
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(300),
+        timeout: Duration::from_secs(2),
+        rejected_path: dir.path().join("rejected.ndjson"),
+        self_metrics: false,
+        ..InfluxDbConfig::default()
+    };
+    let mut sink = InfluxDbSink::start(&config).unwrap();
+    const BATCH: u64 = 50;
+    const BATCHES: u64 = 200;
+    for b in 0..20 {
+        sink.write(&batch_of(b * BATCH..(b + 1) * BATCH)).unwrap();
+    }
+    sink.flush().unwrap();
+    assert_eq!(
+        db.count("outage.test", "count"),
+        20 * BATCH,
+        "flushed points are in the database"
+    );
+
+    own.stop();
+    let accepted = Arc::new(AtomicU64::new(20));
+    let writer = {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            for b in 20..BATCHES {
+                sink.write(&batch_of(b * BATCH..(b + 1) * BATCH)).unwrap();
+                accepted.store(b + 1, SeqCst);
+            }
+            sink.finish().unwrap();
+            sink.describe()
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let stalled = accepted.load(SeqCst);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(accepted.load(SeqCst), stalled, "write blocks while the server is down");
+    let buffered = (stalled - 20) * BATCH;
+    assert!(
+        buffered <= 100 * (2 * 2 + 3) + 2 * BATCH,
+        "at most (2 × max_in_flight + 3) batches and the chunks are held: {buffered} points"
+    );
+    assert!(stalled < BATCHES, "the writes did not all fit in memory");
+
+    let restarted = Instant::now();
+    own.restart();
+    let describe = writer.join().unwrap();
+    assert!(restarted.elapsed() < Duration::from_secs(30));
+    assert!(
+        describe.contains("retries") && !describe.contains(" 0 retries"),
+        "{describe}"
+    );
+    assert_eq!(db.count("outage.test", "count"), BATCHES * BATCH, "{describe}");
+    let max: f64 = db.query("SELECT max(\"max\") FROM \"outage.test\"")[0].values[0][1]
+        .as_f64()
+        .unwrap();
+    assert_eq!(max, (BATCHES * BATCH - 1) as f64);
+    assert!(!dir.path().join("rejected.ndjson").exists(), "no batch was refused");
+}

@@ -1,0 +1,271 @@
+//! Kafka in and out, against a real broker (tansu, started by scripts/test): every window on the
+//! output topic equals the independent computation, bad messages land on the dead-letter topic
+//! with their reasons, committed offsets reach the end offsets, and a restart converges.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use support::kafka::{broker, committed_and_end, create_topic, read_all, unique};
+use support::*;
+
+const BAD_LINES: [(&str, &str); 4] = [
+    ("{\"ts\":1732233600000,\"metric\":\"m\"", "invalid_json"),
+    ("{\"ts\":1732233600000,\"metric\":\"m\",\"value\":\"x\"}", "wrong_type"),
+    ("{\"metric\":\"m\",\"value\":1}", "missing_field"),
+    ("{\"ts\":1732233600000,\"metric\":\"m\",\"value\":NaN}", "non_finite"),
+];
+
+struct Topics {
+    input: String,
+    windows: String,
+    dead_letters: String,
+    group: String,
+}
+
+fn topics(broker: &str) -> Topics {
+    let topics = Topics {
+        input: unique("events"),
+        windows: unique("windows"),
+        dead_letters: unique("dlq"),
+        group: unique("tidemark"),
+    };
+    create_topic(broker, &topics.input, 4);
+    create_topic(broker, &topics.windows, 2);
+    create_topic(broker, &topics.dead_letters, 1);
+    topics
+}
+
+fn config(dir: &Path, broker: &str, topics: &Topics, idle: &str, pipeline: &str) -> std::path::PathBuf {
+    let path = dir.join("kafka.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[source]
+type = "kafka"
+brokers = "{broker}"
+topic = "{input}"
+group_id = "{group}"
+start = "committed"
+idle_timeout = "{idle}"
+state_dir = {state:?}
+options = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000" }}
+
+[pipeline]
+{pipeline}
+
+[sinks.kafka]
+brokers = "{broker}"
+windows_topic = "{windows}"
+dead_letter_topic = "{dlq}"
+idempotent = false
+"#,
+            input = topics.input,
+            state = dir.join("state"),
+            group = topics.group,
+            windows = topics.windows,
+            dlq = topics.dead_letters
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn produce(dir: &Path, broker: &str, topic: &str, lines: &[String]) {
+    let file = dir.join(format!("produce-{}.ndjson", unique("p")));
+    write_lines(&file, lines);
+    succeed(
+        tidemark()
+            .args(["produce", "--brokers", broker, "--topic", topic, "--partitions", "4"])
+            .arg(&file),
+    );
+}
+
+fn run(config: &Path, seconds: u32) {
+    succeed(tidemark().args(["run", "--config"]).arg(config).args([
+        "--workers",
+        "2",
+        "--duration",
+        &format!("{seconds}s"),
+    ]));
+}
+
+/// The last value per upsert key on the windows topic, for 1-minute windows.
+fn final_windows(broker: &str, topic: &str) -> BTreeMap<(String, i64), Value> {
+    let mut last = BTreeMap::new();
+    for record in read_all(broker, topic) {
+        let row: Value = serde_json::from_slice(&record.value).expect("window records are JSON");
+        let series = row["series"].as_str().unwrap().to_string();
+        assert_eq!(
+            record.key.as_deref(),
+            Some(series.as_bytes()),
+            "records are keyed by series"
+        );
+        let upsert = format!("{series}|{}|{}", row["window_ms"], row["window_start"]);
+        assert_eq!(record.headers.get("upsert-key"), Some(&upsert));
+        if row["window_ms"] == 60_000 {
+            last.insert((series, row["window_start"].as_i64().unwrap()), row);
+        }
+    }
+    last
+}
+
+fn assert_matches_oracle(got: &BTreeMap<(String, i64), Value>, events: &[String]) {
+    let expected = batch_windows(&observations(events), &[60_000]);
+    assert_eq!(got.len(), expected.len(), "window sets differ");
+    for ((series, _, start), want) in &expected {
+        let row = &got[&(series.clone(), *start)];
+        let f = |name: &str| row[name].as_f64().unwrap();
+        assert_eq!(row["count"].as_u64().unwrap(), want.count, "{series} {start}");
+        assert!(close(f("sum"), want.sum, 1e-12), "{series} {start}");
+        assert_eq!(
+            (f("min"), f("max"), f("p95"), f("p99")),
+            (want.min, want.max, want.p95, want.p99),
+            "{series} {start}"
+        );
+    }
+}
+
+#[test]
+fn windows_dead_letters_and_offsets_through_a_real_broker() {
+    let Some(broker) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topics(&broker);
+    let events = metric_events(20_000, 30, 0.05, 0.0, 11);
+    let mut lines = events.clone();
+    for (i, (bad, _)) in BAD_LINES.iter().enumerate() {
+        lines.insert(1000 * (i + 1), bad.to_string());
+    }
+    produce(dir.path(), &broker, &topics.input, &lines);
+    // A short idle timeout: once the topic is drained, event time follows the wall clock, every
+    // window closes, and every offset becomes committable.
+    run(&config(dir.path(), &broker, &topics, "2s", "rollups = [\"5m\"]"), 15);
+
+    assert_matches_oracle(&final_windows(&broker, &topics.windows), &events);
+
+    let letters = read_all(&broker, &topics.dead_letters);
+    let mut reasons: Vec<(String, String)> = letters
+        .iter()
+        .map(|r| (String::from_utf8(r.value.clone()).unwrap(), r.headers["reason"].clone()))
+        .collect();
+    reasons.sort();
+    let mut want: Vec<(String, String)> = BAD_LINES.iter().map(|(l, r)| (l.to_string(), r.to_string())).collect();
+    want.sort();
+    assert_eq!(reasons, want);
+    for letter in &letters {
+        assert_eq!(letter.headers["source"], format!("kafka:{}", topics.input));
+        assert!(letter.headers.contains_key("partition") && letter.headers.contains_key("offset"));
+    }
+
+    for (partition, (committed, end)) in committed_and_end(&broker, &topics.input, &topics.group)
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            committed, end,
+            "partition {partition}: committed offset must reach the end offset"
+        );
+    }
+}
+
+#[test]
+fn a_restart_resumes_from_committed_offsets_and_converges() {
+    let Some(broker) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topics(&broker);
+    // About 220 s of event time; the first run sees 140 s of it and is stopped (not idle), so
+    // it commits only input whose windows closed and passed the correction horizon; the second
+    // run replays the rest and the output converges to the batch result over all events.
+    let events = metric_events(40_000, 20, 0.05, 0.0, 12);
+    let (first, second) = events.split_at(25_000);
+    let pipeline = "rollups = []\ncorrection_horizon = \"5s\"";
+    let config = config(dir.path(), &broker, &topics, "60s", pipeline);
+
+    produce(dir.path(), &broker, &topics.input, first);
+    run(&config, 8);
+    let after_first: u64 = committed_and_end(&broker, &topics.input, &topics.group)
+        .iter()
+        .map(|(c, _)| (*c).max(0) as u64)
+        .sum();
+    assert!(after_first > 0, "the first run committed nothing");
+
+    produce(dir.path(), &broker, &topics.input, second);
+    run(&config, 8);
+    assert_matches_oracle(&final_windows(&broker, &topics.windows), &events);
+}
+
+/// Avro through the schema registry: half the events written with tidemark's schema, half with
+/// an evolved one (an extra optional field with a default); both decode, every window equals the
+/// independent computation, and a message with an unknown schema id is dead-lettered.
+#[test]
+fn avro_with_a_schema_registry_and_schema_evolution() {
+    let Some(broker) = broker() else { return };
+    let registry = support::kafka::Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topics(&broker);
+    let events = metric_events(12_000, 15, 0.05, 0.0, 13);
+    let (old, new) = events.split_at(6_000);
+
+    let bundled = include_str!("../schemas/avro/metric_event.avsc");
+    let mut evolved: Value = serde_json::from_str(bundled).unwrap();
+    evolved["fields"].as_array_mut().unwrap().push(serde_json::json!(
+        {"name": "host_group", "type": ["null", "string"], "default": null}
+    ));
+    let evolved_path = dir.path().join("metric_event_v2.avsc");
+    std::fs::write(&evolved_path, evolved.to_string()).unwrap();
+    let mut client = tidemark_connectors::avro::SchemaRegistry::new(&registry.url);
+    let subject = format!("{}-value", topics.input);
+
+    let avro = ["--registry", registry.url.as_str()];
+    let produce_avro = |lines: &[String], schema: Option<&Path>| {
+        let file = dir.path().join(format!("avro-{}.ndjson", unique("p")));
+        write_lines(&file, lines);
+        let mut command = tidemark();
+        command
+            .args([
+                "produce",
+                "--brokers",
+                &broker,
+                "--topic",
+                &topics.input,
+                "--partitions",
+                "4",
+            ])
+            .args(avro);
+        if let Some(schema) = schema {
+            command.arg("--schema").arg(schema);
+        }
+        succeed(command.arg(&file));
+    };
+    produce_avro(old, None);
+    assert!(
+        client.is_compatible(&subject, &evolved.to_string()).unwrap(),
+        "adding an optional field is compatible"
+    );
+    let mut incompatible = evolved.clone();
+    incompatible["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "must", "type": "string"}));
+    assert!(!client.is_compatible(&subject, &incompatible.to_string()).unwrap());
+    produce_avro(new, Some(&evolved_path));
+    let unknown_id = [vec![0u8, 0, 0, 0x27, 0x0f], b"whatever".to_vec()].concat();
+    support::kafka::produce_raw(&broker, &topics.input, &[unknown_id.clone()]);
+
+    let config = config(dir.path(), &broker, &topics, "2s", "rollups = []");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "idle_timeout",
+        &format!("avro = {{ registry = {{ url = \"{}\" }} }}\nidle_timeout", registry.url),
+    );
+    std::fs::write(&config, text).unwrap();
+    run(&config, 15);
+
+    assert_matches_oracle(&final_windows(&broker, &topics.windows), &events);
+    let letters = read_all(&broker, &topics.dead_letters);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].headers["reason"], "unknown_schema");
+    assert_eq!(letters[0].value, unknown_id);
+}
+
