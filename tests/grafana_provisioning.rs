@@ -888,16 +888,17 @@ fn assert_data(db: &Influx, context: &str, query: &str) {
     }
 }
 
-/// Until the anomaly detector and the forecaster write their own points, the panels and rules
-/// that read `anomaly_score` and `forecast` are exercised with points the test derives from
-/// the run's windows (a rolling z-score, a rolling mean with its spread) and writes through the
-/// InfluxDB sink itself — the same encoder and writer the pipeline uses. Nothing is added for a
-/// measurement the pipeline already wrote.
+/// The panels and rules that read `anomaly_score` and `forecast` need an anomaly in the last
+/// hour and a 5-minute revenue forecast. Whether the generated stream has an anomaly there
+/// depends on the minute the test runs, and which forecasts the forecaster makes is its own
+/// setting; when the run wrote neither, the test derives them from the run's windows (a rolling
+/// z-score of the window maximum, a rolling mean with its spread) and writes them through the
+/// InfluxDB sink itself — the same encoder and writer the pipeline uses.
 fn add_scores_and_forecasts_the_pipeline_did_not_write(db: &Influx, rejected: &Path, now: i64) {
     let has = |query: &str| db.query(query).iter().any(|s| s.has_values());
     let mut batch = OutputBatch::default();
-    if !has("SELECT count(\"score\") FROM \"anomaly_score\"") {
-        for series in db.query("SELECT \"avg\" FROM \"api.request.latency_ms\" WHERE \"window\" = '1m' GROUP BY *") {
+    if !has("SELECT count(\"score\") FROM \"anomaly_score\" WHERE \"score\" >= 0.95 AND time > now() - 1h") {
+        for series in db.query("SELECT \"max\" FROM \"api.request.latency_ms\" WHERE \"window\" = '1m' GROUP BY *") {
             let key = format!(
                 "api.request.latency_ms|method={}|region={}|service={}",
                 series.tags["method"], series.tags["region"], series.tags["service"]
@@ -907,6 +908,8 @@ fn add_scores_and_forecasts_the_pipeline_did_not_write(db: &Influx, rejected: &P
                 .iter()
                 .map(|r| (r[0].as_i64().unwrap(), r[1].as_f64().unwrap()))
                 .collect();
+            // Scored on `max`, an aggregate the detector does not score, so none of its points
+            // is overwritten.
             for i in 10..values.len() {
                 let recent: Vec<f64> = values[i - 10..i].iter().map(|v| v.1).collect();
                 let mean = recent.iter().sum::<f64>() / 10.0;
@@ -918,7 +921,7 @@ fn add_scores_and_forecasts_the_pipeline_did_not_write(db: &Influx, rejected: &P
                     series: Arc::from(key.as_str()),
                     window_ms: 60_000,
                     window_start: values[i].0,
-                    field: "avg",
+                    field: "max",
                     value: values[i].1,
                     expected: mean,
                     score: 1.0 - (-z * z / 2.0).exp(),
@@ -1030,6 +1033,13 @@ fn resolve_variables(db: &Influx, file: &str, dashboard: &Value) -> BTreeMap<Str
     values
 }
 
+/// The `ts` of an event line, when it has a readable one.
+fn event_time(line: &str) -> Option<i64> {
+    let rest = &line[line.find("\"ts\":")? + 5..];
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 #[test]
 fn every_panel_and_alert_query_returns_data_after_a_pipeline_run() {
     let Some(server) = influx_support::server() else {
@@ -1042,7 +1052,8 @@ fn every_panel_and_alert_query_returns_data_after_a_pipeline_run() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("events.ndjson");
     // Event time from 130 minutes ago to 3 minutes ago: the dashboards' ranges (last hour, the
-    // hour before, last 6 hours) and the alert rules' (last 10 or 30 minutes) all hold data.
+    // hour before, last 6 hours) and the alert rules' (last 10 or 30 minutes) all hold data,
+    // and nothing but forecasts lies in the future.
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1050,10 +1061,20 @@ fn every_panel_and_alert_query_returns_data_after_a_pipeline_run() {
     let start = now_ms - now_ms % 60_000 - 130 * 60_000;
     succeed(
         tidemark()
-            .args(["generate", "--events", "76000", "--rate", "10", "--malformed", "0.005"])
+            .args(["generate", "--events", "110000", "--rate", "14", "--malformed", "0.005"])
             .args(["--start-ms", &start.to_string(), "--out"])
             .arg(&input),
     );
+    // The rate is an average over the generator's daily shape: cut what lands after the end.
+    let cutoff = now_ms - 3 * 60_000;
+    let text = std::fs::read_to_string(&input).unwrap();
+    let kept: Vec<String> = text
+        .lines()
+        .filter(|line| event_time(line).is_none_or(|ts| ts <= cutoff))
+        .map(String::from)
+        .collect();
+    assert!(kept.len() > 60_000, "{} events before the cut", kept.len());
+    write_lines(&input, &kept);
     let out = dir.path().join("out");
     let config = dir.path().join("tidemark.toml");
     std::fs::write(

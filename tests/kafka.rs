@@ -252,7 +252,7 @@ fn avro_with_a_schema_registry_and_schema_evolution() {
     assert!(!client.is_compatible(&subject, &incompatible.to_string()).unwrap());
     produce_avro(new, Some(&evolved_path));
     let unknown_id = [vec![0u8, 0, 0, 0x27, 0x0f], b"whatever".to_vec()].concat();
-    support::kafka::produce_raw(&broker, &topics.input, &[unknown_id.clone()]);
+    support::kafka::produce_raw(&broker, &topics.input, std::slice::from_ref(&unknown_id));
 
     let config = config(dir.path(), &broker, &topics, "2s", "rollups = []");
     let text = std::fs::read_to_string(&config).unwrap().replace(
@@ -269,3 +269,60 @@ fn avro_with_a_schema_registry_and_schema_evolution() {
     assert_eq!(letters[0].value, unknown_id);
 }
 
+/// Timely's cluster mode: two processes with one worker each read the topic's partitions
+/// between them and produce the same windows as one process.
+#[test]
+fn two_processes_produce_the_same_windows_as_one() {
+    let Some(broker) = broker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topics(&broker);
+    let events = metric_events(12_000, 20, 0.05, 0.0, 14);
+    produce(dir.path(), &broker, &topics.input, &events);
+    let config = config(dir.path(), &broker, &topics, "2s", "rollups = [\"5m\"]");
+    let hostfile = dir.path().join("hosts");
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    std::fs::write(
+        &hostfile,
+        ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|process| {
+            tidemark()
+                .args(["run", "--config"])
+                .arg(&config)
+                .args([
+                    "--workers",
+                    "1",
+                    "--duration",
+                    "15s",
+                    "--processes",
+                    "2",
+                    "--process",
+                    &process.to_string(),
+                ])
+                .arg("--hostfile")
+                .arg(&hostfile)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("starting a process")
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    assert_matches_oracle(&final_windows(&broker, &topics.windows), &events);
+    for (committed, end) in committed_and_end(&broker, &topics.input, &topics.group) {
+        assert_eq!(committed, end);
+    }
+}

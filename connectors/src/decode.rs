@@ -355,7 +355,9 @@ impl Decoder {
             };
             let distinct = match &def.distinct {
                 Some(field) => {
-                    let text = self.tag_text(line, self.required(line, field)?, field)?;
+                    // Present unless optional (field_checks): absent counts as null, as for tags.
+                    let value = self.scan.get(line, field).unwrap_or(Value::Null);
+                    let text = self.tag_text(line, value, field)?;
                     text.map(|t| xxhash_rust::xxh3::xxh3_64(self.text(line, t).as_bytes()))
                 }
                 None => None,
@@ -384,6 +386,10 @@ impl Decoder {
         Ok(())
     }
 
+    /// Every check [`apply_plan`](Self::apply_plan) makes for `def` before it emits anything:
+    /// value type, tag presence, type and text, distinct field, and the condition's field. A
+    /// check left to the emission loop would fail after earlier definitions had emitted, and
+    /// the line would be dead-lettered *and* counted in part (found by fuzzing).
     fn field_checks(&mut self, line: &str, kind: EventKind, def: &CompiledDefinition) -> Result<(), DecodeError> {
         if let Some(field) = &def.value {
             number(line, self.required(line, field)?, field)?;
@@ -396,9 +402,19 @@ impl Decoder {
                 None if optional => {}
                 None => return Err(missing(tag)),
                 Some(value) => {
-                    self.tag_text(line, value, tag)?;
+                    if let Some(text) = self.tag_text(line, value, tag)?
+                        && def.tags.contains(tag)
+                    {
+                        let text = resolve(line, &self.arena, text);
+                        if !is_valid_tag_text(text) {
+                            return Err(invalid_tag(tag, text));
+                        }
+                    }
                 }
             }
+        }
+        if let Some(cond) = &def.when {
+            self.holds(line, cond)?;
         }
         Ok(())
     }
@@ -596,6 +612,48 @@ mod tests {
                 }
             }]
         );
+    }
+
+    /// Fuzzing regression (`fuzz/fuzz_targets/json_decode.rs`, seed `bad-wrong-type-status-code`):
+    /// a dead-lettered line must not also yield observations. A string `status_code` fails only
+    /// the condition of `api.request.errors`, an invalid `error` tag only the tags of
+    /// `task.failures`; both were found after the definitions before them had emitted.
+    #[test]
+    fn a_dead_lettered_line_yields_no_observation() {
+        let cases = [
+            (
+                r#"{"kind":"api_request","ts":1732233600001,"service":"catalog","route":"/v1/categories","method":"GET","region":"eu","status_code":"400","latency_ms":4.039,"bytes":411}"#,
+                DeadLetterReason::WrongType,
+            ),
+            (
+                r#"{"kind":"task_execution","ts":1732233600000,"task_id":"t1","task_type":"etl","queue":"q","start_ts":1732233590000,"end_ts":1732233600000,"duration_ms":10000,"status":"failed","cpu_pct":3.5,"memory_mb":128,"error":"a|b"}"#,
+                DeadLetterReason::InvalidTag,
+            ),
+        ];
+        for (line, want) in cases {
+            let mut out = Collect::default();
+            let err = decoder().decode(line.as_bytes(), &mut out).expect_err(line);
+            assert_eq!(err.reason, want, "{line}: {}", err.detail);
+            assert!(
+                out.observations.is_empty(),
+                "{line}: dead-lettered ({}) and also counted in {} observation(s)",
+                err.detail,
+                out.observations.len()
+            );
+        }
+    }
+
+    /// Fuzzing regression: an absent optional field used for a distinct count (`source_ip` of
+    /// `security_signal`) is null, as it is for tags, not a missing field found after the other
+    /// definitions had emitted.
+    #[test]
+    fn an_absent_optional_distinct_field_is_null() {
+        let absent = r##"{"kind":"security_signal","ts":1732233600033,"signal":"card_testing","severity":"medium","score":0.58,"#source_ip":"10.206.202.119","user_id":"u-000050"}"##;
+        let null = absent.replace("\"#source_ip\":\"10.206.202.119\"", "\"source_ip\":null");
+        let absent = decode(absent).expect("an absent optional field is accepted");
+        let null = decode(&null).expect("a null optional field is accepted");
+        assert!(!absent.observations.is_empty());
+        assert_eq!(absent.observations, null.observations);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! contains it, and is folded directly into the smallest enclosing window still open; under
 //! `dead_letter` it is dead-lettered.
 
-use crate::corrections::{CorrectionUpdate, Origin, WindowKey};
 use crate::analytics::{Analytics, AnalyticsSettings};
+use crate::corrections::{CorrectionUpdate, Origin, WindowKey};
 use crate::partial::{Partial, QuantilePolicy};
 use crate::stats::PipelineStats;
 use crate::windows::{LatePolicy, window_start};
@@ -217,7 +217,16 @@ impl WindowState {
                     let aggregates = partial.aggregates();
                     if let (0, Some(analytics)) = (level, self.analytics.as_mut()) {
                         let counted = partial.is_counted();
-                        analytics.observe(series, &key, counted, size, start, &aggregates, &mut self.scores, &mut self.forecasts);
+                        analytics.observe(
+                            series,
+                            &key,
+                            counted,
+                            size,
+                            start,
+                            &aggregates,
+                            &mut self.scores,
+                            &mut self.forecasts,
+                        );
                     }
                     self.rows.push(WindowUpdate {
                         series: key,

@@ -84,12 +84,14 @@ pub struct AnalyticsSettingsError {
 impl AnalyticsSettings {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), AnalyticsSettingsError> {
-        self.detector
-            .validate()
-            .map_err(|e| AnalyticsSettingsError { key: "detector".into(), problem: e.to_string() })?;
-        self.forecast
-            .validate()
-            .map_err(|e| AnalyticsSettingsError { key: "forecast".into(), problem: e.to_string() })?;
+        self.detector.validate().map_err(|e| AnalyticsSettingsError {
+            key: "detector".into(),
+            problem: e.to_string(),
+        })?;
+        self.forecast.validate().map_err(|e| AnalyticsSettingsError {
+            key: "forecast".into(),
+            problem: e.to_string(),
+        })?;
         if self.forecast_every == 0 {
             return Err(AnalyticsSettingsError {
                 key: "forecast_every".into(),
@@ -116,7 +118,11 @@ pub struct Analytics {
 impl Analytics {
     /// Analytics with `settings`.
     pub fn new(settings: AnalyticsSettings) -> Self {
-        Analytics { settings, series: HashMap::default(), warned_full: false }
+        Analytics {
+            settings,
+            series: HashMap::default(),
+            warned_full: false,
+        }
     }
 
     fn value(&self, key: &str, counted: bool, a: &Aggregates) -> Option<(&'static str, f64)> {
@@ -150,11 +156,16 @@ impl Analytics {
         scores: &mut Vec<AnomalyScore>,
         forecasts: &mut Vec<ForecastPoint>,
     ) {
-        let Some((field, value)) = self.value(key, counted, aggregates) else { return };
+        let Some((field, value)) = self.value(key, counted, aggregates) else {
+            return;
+        };
         if !self.series.contains_key(&series) && self.series.len() >= self.settings.max_series {
             if !self.warned_full {
                 self.warned_full = true;
-                warn!(limit = self.settings.max_series, "analytics.max_series reached on a worker: new series get no anomaly scores or forecasts");
+                warn!(
+                    limit = self.settings.max_series,
+                    "analytics.max_series reached on a worker: new series get no anomaly scores or forecasts"
+                );
             }
             return;
         }
@@ -177,8 +188,13 @@ impl Analytics {
         });
         state.forecaster.update(ts, value);
         state.windows += 1;
-        if state.windows % settings.forecast_every == 0 {
-            for (step, point) in state.forecaster.forecast(settings.forecast.horizon).into_iter().enumerate() {
+        if state.windows.is_multiple_of(settings.forecast_every) {
+            for (step, point) in state
+                .forecaster
+                .forecast(settings.forecast.horizon)
+                .into_iter()
+                .enumerate()
+            {
                 let horizon = step as u32 + 1;
                 forecasts.push(ForecastPoint {
                     series: key.clone(),

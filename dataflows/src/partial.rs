@@ -295,7 +295,7 @@ mod tests {
     fn partial_of(values: &[f64], policy: &QuantilePolicy) -> Partial {
         let mut p = Partial::new(ALL);
         for (i, v) in values.iter().enumerate() {
-            p.insert(*v, Some(i as u64 * 0x9E37_79B9_7F4A_7C15), policy);
+            p.insert(*v, Some((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)), policy);
         }
         p
     }

@@ -225,6 +225,9 @@ pub fn source<'s>(
                     });
                 });
                 ctx.stats.lines.fetch_add(lines, Relaxed);
+                if lines > 0 {
+                    ctx.stats.mark_read(now_ms());
+                }
                 ctx.stats.bytes.fetch_add(bytes_read, Relaxed);
                 result.unwrap_or_else(|e| {
                     error!(source = %ctx.name, error = %e, "reading the source failed; closing it");

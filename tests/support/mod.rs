@@ -15,6 +15,7 @@ use std::process::{Command, Output};
 pub fn tidemark() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tidemark"));
     command.env("TIDEMARK_LOG", "warn");
+    // Tests run in parallel: never the default port, which a running demo may hold.
     command.env("TIDEMARK_HTTP_ADDR", "127.0.0.1:0");
     command
 }

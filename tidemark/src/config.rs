@@ -87,6 +87,10 @@ pub struct RuntimeConfig {
     pub min_event_time_ms: i64,
     /// Latest accepted event time, epoch ms (default 2100-01-01).
     pub max_event_time_ms: i64,
+    /// Timely cluster mode: a file with one `host:port` per line, one line per process.
+    pub hostfile: Option<PathBuf>,
+    /// This process' index in the hostfile (0-based).
+    pub process: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -97,6 +101,8 @@ impl Default for RuntimeConfig {
             max_line_bytes: 1 << 20,
             min_event_time_ms: range.min_ms,
             max_event_time_ms: range.max_ms,
+            hostfile: None,
+            process: 0,
         }
     }
 }
@@ -199,6 +205,18 @@ impl Config {
                 runtime.max_line_bytes
             );
         }
+        if let Some(hostfile) = &runtime.hostfile {
+            let hosts = self.cluster_addresses()?;
+            if runtime.process >= hosts.len() {
+                bail!(
+                    "runtime.process: {} is not a line of {} ({} processes); use 0..{}",
+                    runtime.process,
+                    hostfile.display(),
+                    hosts.len(),
+                    hosts.len()
+                );
+            }
+        }
         if runtime.min_event_time_ms >= runtime.max_event_time_ms {
             bail!(
                 "runtime.min_event_time_ms must be below runtime.max_event_time_ms; widen the range or use the defaults"
@@ -237,15 +255,44 @@ impl Config {
                         &format!("metrics[{}]", index - builtin_count),
                         1,
                     );
-                } else {
-                    e.fix = format!(
-                        "{} (this clashes with a built-in metric; rename yours or set builtin_metrics = false)",
-                        e.fix
-                    );
+                }
+                let clashes = self.builtin_metrics
+                    && self
+                        .metrics
+                        .get(index.saturating_sub(builtin_count))
+                        .is_some_and(|user| {
+                            MetricDefinitions::builtin()
+                                .iter()
+                                .any(|builtin| builtin.name == user.name)
+                        });
+                if clashes {
+                    e.fix = "rename yours: it clashes with a built-in metric (or set builtin_metrics = false)".into();
                 }
             }
             anyhow::Error::new(e)
         })
+    }
+
+    /// The `host:port` of every process of a timely cluster, from `runtime.hostfile`.
+    pub fn cluster_addresses(&self) -> Result<Vec<String>> {
+        let Some(path) = &self.runtime.hostfile else {
+            return Ok(Vec::new());
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("runtime.hostfile: reading {}", path.display()))?;
+        let hosts: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        if hosts.is_empty() {
+            bail!(
+                "runtime.hostfile: {} lists no processes; write one host:port per line",
+                path.display()
+            );
+        }
+        Ok(hosts)
     }
 
     /// Accepted event times.

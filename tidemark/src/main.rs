@@ -5,9 +5,11 @@
 //!   the HTTP API and live page on <http://127.0.0.1:8080/>.
 //! * `tidemark replay INPUT.ndjson --export-csv OUT.csv` processes a file as fast as possible.
 //! * `tidemark generate --events N --out FILE` writes generated events as NDJSON.
+//! * `tidemark check-config FILE` validates a configuration file and prints what it would run.
 //! * `tidemark eval nab DIR --results OUT` / `tidemark eval forecast DIR --out FILE` measure the
 //!   anomaly detector and the forecaster on public benchmarks.
 
+mod check;
 mod config;
 mod eval;
 mod generate;
@@ -43,6 +45,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Evaluate the anomaly detector (NAB) or the forecaster (tourism and similar).
     Eval(eval::EvalArgs),
+    /// Validate a configuration file, open nothing, and print what `run` would run.
+    CheckConfig(check::CheckArgs),
 }
 
 /// Where the embedded default writes.
@@ -59,6 +63,7 @@ fn main() -> Result<()> {
         Command::Generate(args) => generate::generate(args),
         Command::Produce(args) => produce::produce(args),
         Command::Eval(args) => eval::run(args),
+        Command::CheckConfig(args) => check::check(args),
     }
 }
 

@@ -4,12 +4,16 @@ use super::config::{KafkaSourceConfig, StartPosition};
 use crate::avro::AvroDecoder;
 use crate::lines::Line;
 use crate::source::{LineSource, Origin, SourceStatus};
+use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -18,13 +22,15 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The partitions of one topic owned by one worker.
 pub struct KafkaSource {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LagContext>,
     topic: String,
     /// Partition number of each slot.
     partitions: Vec<i32>,
     /// Slot of each partition number (`usize::MAX` for partitions of other workers).
     slot_of: Vec<usize>,
     last_message: Vec<Instant>,
+    /// One past the last offset each slot delivered in this run.
+    next_offset: Vec<Option<i64>>,
     idle_timeout: Duration,
     max_message_bytes: usize,
     error_logged: Option<Instant>,
@@ -63,8 +69,10 @@ impl KafkaSource {
         for (key, value) in &config.options {
             client.set(key, value);
         }
-        let consumer: BaseConsumer = client
-            .create()
+        // Statistics every second carry each partition's end offset, which tells idle from slow.
+        client.set("statistics.interval.ms", "1000");
+        let consumer: BaseConsumer<LagContext> = client
+            .create_with_context(LagContext::default())
             .map_err(|e| kafka_error("creating the Kafka consumer", e))?;
         let metadata = consumer
             .fetch_metadata(Some(&config.topic), STARTUP_TIMEOUT)
@@ -109,7 +117,10 @@ impl KafkaSource {
                 .offsets_for_times(timestamps(&config.topic, &partitions, ms), STARTUP_TIMEOUT)
                 .map_err(|e| kafka_error("looking up offsets for start_timestamp_ms", e))?;
         }
-        let marks = config.state_dir.as_ref().map(|dir| dir.join(&config.group_id).join(&config.topic));
+        let marks = config
+            .state_dir
+            .as_ref()
+            .map(|dir| dir.join(&config.group_id).join(&config.topic));
         if let Some(marks) = &marks {
             std::fs::create_dir_all(marks)?;
         }
@@ -123,6 +134,7 @@ impl KafkaSource {
             consumer,
             topic: config.topic.clone(),
             last_message: vec![now; partitions.len()],
+            next_offset: vec![None; partitions.len()],
             partitions,
             slot_of,
             idle_timeout: config.idle_timeout,
@@ -138,12 +150,44 @@ impl KafkaSource {
     }
 }
 
+/// Keeps each partition's end offset from librdkafka's periodic statistics. (Its
+/// `consumer_lag` is measured from the *committed* offset, which tidemark holds back on
+/// purpose, so the end offset is compared with what was read instead.)
+#[derive(Default)]
+pub struct LagContext {
+    ends: Mutex<HashMap<i32, i64>>,
+}
+
+impl LagContext {
+    fn end_offset(&self, partition: i32) -> Option<i64> {
+        self.ends
+            .lock()
+            .expect("end offsets lock")
+            .get(&partition)
+            .copied()
+            .filter(|end| *end >= 0)
+    }
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut ends = self.ends.lock().expect("end offsets lock");
+        for topic in statistics.topics.values() {
+            for (partition, stats) in &topic.partitions {
+                ends.insert(*partition, stats.hi_offset);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 fn mark_file(dir: &Path, partition: i32) -> PathBuf {
     dir.join(format!("{partition}.settled"))
 }
 
 fn previously_settled(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<LagContext>,
     topic: &str,
     partitions: &[i32],
     marks: Option<&Path>,
@@ -206,6 +250,7 @@ impl LineSource for KafkaSource {
                         continue;
                     };
                     self.last_message[slot] = Instant::now();
+                    self.next_offset[slot] = Some(message.offset() + 1);
                     let origin = Origin {
                         slot,
                         position: message.offset() as u64,
@@ -252,8 +297,26 @@ impl LineSource for KafkaSource {
         self.partitions.len()
     }
 
+    /// Idle means silent for the idle timeout and caught up. librdkafka's statistics report
+    /// each partition's end offset where the broker tells it: reading up to it settles it, an
+    /// end beyond what was read means the messages are merely slow (a cold start, a busy
+    /// broker) and the partition keeps holding the watermark, or its events would all be late.
+    /// Where the end is unknown, a partition that has delivered is idle after the timeout, and
+    /// one that never has only after ten timeouts, so a slow first fetch is not silence.
     fn is_idle(&self, slot: usize) -> bool {
-        self.last_message[slot].elapsed() >= self.idle_timeout
+        let silent = self.last_message[slot].elapsed();
+        if silent < self.idle_timeout {
+            return false;
+        }
+        match (
+            self.consumer.context().end_offset(self.partitions[slot]),
+            self.next_offset[slot],
+        ) {
+            (Some(end), Some(next)) => next >= end,
+            (Some(end), None) => end == 0,
+            (None, Some(_)) => true,
+            (None, None) => silent >= self.idle_timeout * 10,
+        }
     }
 
     fn commits(&self) -> bool {
@@ -288,7 +351,9 @@ impl LineSource for KafkaSource {
             }
         }
         let mode = if last { CommitMode::Sync } else { CommitMode::Async };
-        self.consumer.commit(&list, mode).map_err(|e| kafka_error("committing offsets", e))
+        self.consumer
+            .commit(&list, mode)
+            .map_err(|e| kafka_error("committing offsets", e))
     }
 
     fn settled_before(&self, slot: usize) -> u64 {

@@ -42,7 +42,7 @@ const NAIVE_WEIGHT: f64 = 0.2;
 /// amortised refit cost under 1 µs per point (two models, at most 160 evaluations each).
 const REFIT_GROWTH: usize = 2;
 /// Histories shorter than this are refitted often by default (see `Forecaster::due`).
-const SHORT_HISTORY: usize = 1024;
+const SHORT_HISTORY: usize = 256;
 /// A short history is refitted after this fraction (1/n) of its length in new points.
 const SHORT_REFIT_DIVISOR: usize = 8;
 /// Points needed before the first fit.

@@ -37,7 +37,7 @@ pub struct ForecastSettings {
     /// Most points of history kept for refits (default 4096).
     pub max_history: usize,
     /// Points between refits (default 0: after an eighth of the fitted history in new points
-    /// while it is under 1024 points, then after twice as many new points as the last fit
+    /// while it is under 256 points, then after twice as many new points as the last fit
     /// saw, which bounds the amortised cost per point; a fixed cadence costs a refit of up to
     /// `max_history` points every `refit_every` points).
     pub refit_every: u32,

@@ -27,7 +27,9 @@ impl Stage for AlertStage {
         if events.is_empty() {
             return Ok(());
         }
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         for event in &events {
             let silenced = self.engine.is_silenced(event, now_ms);
             info!(rule = %event.rule, state = ?event.state, severity = ?event.severity, id = %event.id, silenced, "{}", event.summary);
