@@ -13,6 +13,7 @@
 //! * [`notify`]: alert delivery to Slack, webhooks and email through an on-disk outbox.
 
 pub mod alerting;
+mod backoff;
 pub mod files;
 pub mod influxdb;
 pub mod kafka;

@@ -96,37 +96,29 @@ impl SchemaRegistry {
     /// Registers `schema` under `subject` (idempotent) and returns its id.
     pub fn register(&mut self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
         let url = format!("{}/subjects/{subject}/versions", self.url);
-        let body = serde_json::json!({ "schema": schema }).to_string();
-        let (status, text) = self.call(|agent| {
-            agent
-                .post(&url)
-                .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                .send(&body)
-        })?;
-        if status != 200 {
-            return Err(RegistryError::Http(format!("POST {url} answered {status}: {text}")));
-        }
-        let response: IdResponse =
-            serde_json::from_str(&text).map_err(|e| RegistryError::Http(format!("POST {url}: {e}")))?;
-        Ok(response.id)
+        self.post_schema::<IdResponse>(&url, schema).map(|r| r.id)
     }
 
     /// Whether `schema` is compatible with the latest version under `subject`.
     pub fn is_compatible(&mut self, subject: &str, schema: &str) -> Result<bool, RegistryError> {
         let url = format!("{}/compatibility/subjects/{subject}/versions/latest", self.url);
+        self.post_schema::<CompatibilityResponse>(&url, schema)
+            .map(|r| r.is_compatible)
+    }
+
+    /// POSTs `{"schema": …}` to `url` and parses the 200 answer.
+    fn post_schema<T: serde::de::DeserializeOwned>(&self, url: &str, schema: &str) -> Result<T, RegistryError> {
         let body = serde_json::json!({ "schema": schema }).to_string();
         let (status, text) = self.call(|agent| {
             agent
-                .post(&url)
+                .post(url)
                 .header("Content-Type", "application/vnd.schemaregistry.v1+json")
                 .send(&body)
         })?;
         if status != 200 {
             return Err(RegistryError::Http(format!("POST {url} answered {status}: {text}")));
         }
-        let response: CompatibilityResponse =
-            serde_json::from_str(&text).map_err(|e| RegistryError::Http(format!("POST {url}: {e}")))?;
-        Ok(response.is_compatible)
+        serde_json::from_str(&text).map_err(|e| RegistryError::Http(format!("POST {url}: {e}")))
     }
 
     /// Runs a request, retrying while the registry cannot be reached; returns status and body.

@@ -9,10 +9,10 @@
 //! a configuration problem (bad token, missing database) — the batch is kept likewise and the
 //! sink stops the run with the fix, since every later batch would meet the same answer.
 
-use super::backoff::Backoff;
 use super::config::InfluxDbConfig;
 use super::rejected::Rejection;
 use super::shared::Shared;
+use crate::backoff::Backoff;
 use crossbeam_channel::{Receiver, TryRecvError};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -205,7 +205,7 @@ impl Writer {
     fn deliver(&self, batch: &Batch, stop: &Receiver<()>) {
         let stats = &self.shared.stats;
         let body = self.endpoint.body(&batch.lines);
-        let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff, self.seed ^ now_ms() as u64);
+        let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff, 0.5, self.seed ^ now_ms() as u64);
         let mut attempt = 0u32;
         loop {
             if let Some(reason) = self.shared.failure() {

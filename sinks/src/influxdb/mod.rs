@@ -34,7 +34,6 @@
 //! protocol for NaN, empty tags and newlines. Bodies are compressed with `flate2` (pure-Rust
 //! miniz backend).
 
-mod backoff;
 mod batcher;
 mod config;
 mod delivery;

@@ -10,13 +10,13 @@
 //! answer and the deletion sends that one notification again after the restart — receivers
 //! deduplicate on the alert id.
 
-use super::backoff::Backoff;
 use super::contact_point::ContactPoint;
 use super::outbox::Outbox;
 use super::record::{self, Failure};
 use super::signal::Signal;
 use super::stats::Counters;
 use super::transport::{Outcome, Transport};
+use crate::backoff::Backoff;
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;

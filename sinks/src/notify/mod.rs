@@ -26,7 +26,6 @@
 //! InfluxDB sink), SMTP through `lettre` with only its SMTP transport and message builder;
 //! TLS for either comes with the crate's `tls` feature (rustls).
 
-mod backoff;
 mod config;
 mod contact_point;
 mod delivery;
@@ -48,7 +47,7 @@ pub use config::{
 pub use contact_point::ContactPoint;
 pub use stats::NotifyStats;
 
-use backoff::Backoff;
+use crate::backoff::Backoff;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use delivery::Courier;
 use outbox::Outbox;

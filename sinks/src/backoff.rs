@@ -1,9 +1,10 @@
-//! Exponential backoff with jitter for one contact point.
+//! Exponential backoff with jitter between retries, shared by the InfluxDB writer and the
+//! alert notifiers.
 //!
-//! The state belongs to the receiver, not to one alert: when Slack is down every alert for it
-//! waits, so the delays keep growing across alerts and start over only after a delivery
-//! succeeds. Jitter spreads the retries of several tidemark processes, so a receiver coming
-//! back is not hit by all of them in the same instant.
+//! Delays double from the initial delay up to the maximum, and a fraction of each is random:
+//! when a server comes back, the retries of every tidemark process do not hit it in the same
+//! instant. The notifiers keep one backoff per receiver across alerts and `reset` it after a
+//! delivery; the InfluxDB writer keeps one per batch.
 
 use std::time::Duration;
 
@@ -84,5 +85,36 @@ mod tests {
         assert_eq!(backoff.delay(None), Duration::from_secs(2));
         assert_eq!(backoff.delay(Some(Duration::from_secs(3))), Duration::from_secs(4));
         assert_eq!(backoff.delay(Some(Duration::from_secs(60))), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn delays_double_within_their_jitter_band_up_to_the_cap() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 0.5, 7);
+        let mut step = 100u64;
+        for _ in 0..8 {
+            let delay = backoff.delay(None).as_millis() as u64;
+            assert!(
+                (step / 2..=step).contains(&delay),
+                "{delay} not in [{}, {step}]",
+                step / 2
+            );
+            step = (step * 2).min(1000);
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_cap() {
+        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(5), 0.5, 1);
+        assert_eq!(backoff.delay(Some(Duration::from_secs(2))), Duration::from_secs(2));
+        assert_eq!(backoff.delay(Some(Duration::from_secs(60))), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn writers_with_different_seeds_spread_out() {
+        let delays: Vec<_> = (1..6)
+            .map(|seed| Backoff::new(Duration::from_secs(1), Duration::from_secs(1), 0.5, seed).delay(None))
+            .collect();
+        let first = delays[0];
+        assert!(delays.iter().any(|d| *d != first), "{delays:?}");
     }
 }
