@@ -1059,20 +1059,29 @@ fn every_panel_and_alert_query_returns_data_after_a_pipeline_run() {
         .unwrap()
         .as_millis() as i64;
     let start = now_ms - now_ms % 60_000 - 130 * 60_000;
-    succeed(
-        tidemark()
-            .args(["generate", "--events", "110000", "--rate", "14", "--malformed", "0.005"])
-            .args(["--start-ms", &start.to_string(), "--out"])
-            .arg(&input),
-    );
-    // The rate is an average over the generator's daily shape: cut what lands after the end.
+    // The rate is an average over the generator's daily shape, so how many events land before
+    // the end depends on the time of day: raise the rate until the span is dense enough.
     let cutoff = now_ms - 3 * 60_000;
-    let text = std::fs::read_to_string(&input).unwrap();
-    let kept: Vec<String> = text
-        .lines()
-        .filter(|line| event_time(line).is_none_or(|ts| ts <= cutoff))
-        .map(String::from)
-        .collect();
+    let mut rate = 14.0;
+    let kept = loop {
+        succeed(
+            tidemark()
+                .args(["generate", "--events", &((rate * 130.0 * 60.0) as u64).to_string()])
+                .args(["--rate", &rate.to_string(), "--malformed", "0.005"])
+                .args(["--start-ms", &start.to_string(), "--out"])
+                .arg(&input),
+        );
+        let text = std::fs::read_to_string(&input).unwrap();
+        let kept: Vec<String> = text
+            .lines()
+            .filter(|line| event_time(line).is_none_or(|ts| ts <= cutoff))
+            .map(String::from)
+            .collect();
+        if kept.len() > 60_000 || rate > 100.0 {
+            break kept;
+        }
+        rate *= 70_000.0 / kept.len().max(1) as f64;
+    };
     assert!(kept.len() > 60_000, "{} events before the cut", kept.len());
     write_lines(&input, &kept);
     let out = dir.path().join("out");

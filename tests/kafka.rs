@@ -5,9 +5,11 @@
 mod support;
 
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::Path;
-use support::kafka::{broker, committed_and_end, create_topic, read_all, unique};
+use support::kafka::{
+    assert_matches_oracle, broker, committed_and_end, create_topic, final_windows, json_value, read_all,
+    source_section, unique,
+};
 use support::*;
 
 const BAD_LINES: [(&str, &str); 4] = [
@@ -43,16 +45,7 @@ fn config(dir: &Path, broker: &str, topics: &Topics, idle: &str, pipeline: &str)
         &path,
         format!(
             r#"
-[source]
-type = "kafka"
-brokers = "{broker}"
-topic = "{input}"
-group_id = "{group}"
-start = "committed"
-idle_timeout = "{idle}"
-state_dir = {state:?}
-options = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000" }}
-
+{source}
 [pipeline]
 {pipeline}
 
@@ -62,9 +55,7 @@ windows_topic = "{windows}"
 dead_letter_topic = "{dlq}"
 idempotent = false
 "#,
-            input = topics.input,
-            state = dir.join("state"),
-            group = topics.group,
+            source = source_section(broker, &topics.input, &topics.group, idle, &dir.join("state")),
             windows = topics.windows,
             dlq = topics.dead_letters
         ),
@@ -92,42 +83,6 @@ fn run(config: &Path, seconds: u32) {
     ]));
 }
 
-/// The last value per upsert key on the windows topic, for 1-minute windows.
-fn final_windows(broker: &str, topic: &str) -> BTreeMap<(String, i64), Value> {
-    let mut last = BTreeMap::new();
-    for record in read_all(broker, topic) {
-        let row: Value = serde_json::from_slice(&record.value).expect("window records are JSON");
-        let series = row["series"].as_str().unwrap().to_string();
-        assert_eq!(
-            record.key.as_deref(),
-            Some(series.as_bytes()),
-            "records are keyed by series"
-        );
-        let upsert = format!("{series}|{}|{}", row["window_ms"], row["window_start"]);
-        assert_eq!(record.headers.get("upsert-key"), Some(&upsert));
-        if row["window_ms"] == 60_000 {
-            last.insert((series, row["window_start"].as_i64().unwrap()), row);
-        }
-    }
-    last
-}
-
-fn assert_matches_oracle(got: &BTreeMap<(String, i64), Value>, events: &[String]) {
-    let expected = batch_windows(&observations(events), &[60_000]);
-    assert_eq!(got.len(), expected.len(), "window sets differ");
-    for ((series, _, start), want) in &expected {
-        let row = &got[&(series.clone(), *start)];
-        let f = |name: &str| row[name].as_f64().unwrap();
-        assert_eq!(row["count"].as_u64().unwrap(), want.count, "{series} {start}");
-        assert!(close(f("sum"), want.sum, 1e-12), "{series} {start}");
-        assert_eq!(
-            (f("min"), f("max"), f("p95"), f("p99")),
-            (want.min, want.max, want.p95, want.p99),
-            "{series} {start}"
-        );
-    }
-}
-
 #[test]
 fn windows_dead_letters_and_offsets_through_a_real_broker() {
     let Some(broker) = broker() else { return };
@@ -143,7 +98,7 @@ fn windows_dead_letters_and_offsets_through_a_real_broker() {
     // window closes, and every offset becomes committable.
     run(&config(dir.path(), &broker, &topics, "2s", "rollups = [\"5m\"]"), 15);
 
-    assert_matches_oracle(&final_windows(&broker, &topics.windows), &events);
+    assert_matches_oracle(&final_windows(&broker, &topics.windows, &mut json_value), &events);
 
     let letters = read_all(&broker, &topics.dead_letters);
     let mut reasons: Vec<(String, String)> = letters
@@ -193,7 +148,7 @@ fn a_restart_resumes_from_committed_offsets_and_converges() {
 
     produce(dir.path(), &broker, &topics.input, second);
     run(&config, 8);
-    assert_matches_oracle(&final_windows(&broker, &topics.windows), &events);
+    assert_matches_oracle(&final_windows(&broker, &topics.windows, &mut json_value), &events);
 }
 
 /// Avro through the schema registry: half the events written with tidemark's schema, half with
@@ -262,7 +217,7 @@ fn avro_with_a_schema_registry_and_schema_evolution() {
     std::fs::write(&config, text).unwrap();
     run(&config, 15);
 
-    assert_matches_oracle(&final_windows(&broker, &topics.windows), &events);
+    assert_matches_oracle(&final_windows(&broker, &topics.windows, &mut json_value), &events);
     let letters = read_all(&broker, &topics.dead_letters);
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].headers["reason"], "unknown_schema");
@@ -321,7 +276,7 @@ fn two_processes_produce_the_same_windows_as_one() {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     }
-    assert_matches_oracle(&final_windows(&broker, &topics.windows), &events);
+    assert_matches_oracle(&final_windows(&broker, &topics.windows, &mut json_value), &events);
     for (committed, end) in committed_and_end(&broker, &topics.input, &topics.group) {
         assert_eq!(committed, end);
     }

@@ -150,6 +150,9 @@ fn reconnecting_with_the_resume_token_replays_what_was_missed() {
                 )
             })
             .collect();
+        // The newest window may still have been arriving when collecting stopped: compare the
+        // ones before it, which were complete before anything of the newest was sent.
+        let stored: BTreeSet<(String, i64)> = stored.into_iter().filter(|(_, start)| *start < to).collect();
         let received: BTreeSet<_> = first.union(&second).cloned().collect();
         let lost: Vec<_> = stored.difference(&received).collect();
         assert!(!stored.is_empty());

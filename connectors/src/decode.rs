@@ -4,10 +4,13 @@
 //! of its kind whose condition holds. Every way a line can be unusable maps to a
 //! [`DeadLetterReason`] and a human detail; the decoder never panics on input.
 
+use crate::cardinality::{CardinalityGuard, Refusal};
 use crate::json::{Member, ObjectScan, Span, Value, parse_f64, parse_i64, unescape_into};
 use crate::observation::{Observation, ObservationSink, SeriesInfo, Tracking};
+use crate::privacy::{Pii, PiiAction};
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 use tidemark_schemas::definitions::{Condition, is_valid_metric_name};
 use tidemark_schemas::{Aggregation, DeadLetterReason, EventKind, MetricDefinitions, SeriesId, SeriesKeyBuilder};
 
@@ -79,6 +82,8 @@ struct CompiledDefinition {
     value: Option<String>,
     /// Tag field names, sorted byte-wise, so keys come out canonical without sorting per line.
     tags: Vec<String>,
+    /// Which of `tags` hold personal data (see [`Decoder::with_privacy`]).
+    personal: Vec<bool>,
     when: Option<Condition>,
     distinct: Option<String>,
     tracking: Tracking,
@@ -122,6 +127,9 @@ pub struct Decoder {
     seen: HashSet<SeriesId, IdBuildHasher>,
     tags: Vec<(Text, Text)>,
     arena: String,
+    pii: Option<Pii>,
+    pseudonym: String,
+    guard: Option<Arc<CardinalityGuard>>,
 }
 
 impl Decoder {
@@ -139,6 +147,7 @@ impl Decoder {
                         CompiledDefinition {
                             metric: d.name.clone(),
                             value: d.value.clone(),
+                            personal: vec![false; tags.len()],
                             tags,
                             when: d.when.clone(),
                             distinct: d.distinct.clone(),
@@ -166,7 +175,29 @@ impl Decoder {
             seen: HashSet::default(),
             tags: Vec::new(),
             arena: String::new(),
+            pii: None,
+            pseudonym: String::new(),
+            guard: None,
         }
+    }
+
+    /// Hashes or drops the personal fields `pii` names wherever they become tags.
+    pub fn with_privacy(mut self, pii: Option<Pii>) -> Self {
+        if let Some(pii) = &pii {
+            for (_, plan) in &mut self.plans {
+                for def in plan {
+                    def.personal = def.tags.iter().map(|t| pii.covers(t)).collect();
+                }
+            }
+        }
+        self.pii = pii;
+        self
+    }
+
+    /// Refuses lines that would open series beyond the guard's limits.
+    pub fn with_guard(mut self, guard: Arc<CardinalityGuard>) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Decodes one line (without its newline), reporting new series and observations to `out`.
@@ -257,7 +288,19 @@ impl Decoder {
                         Text::Line(member.key)
                     };
                     let value = self.string(line, member.value, "tags")?;
-                    self.tags.push((key, value));
+                    match &self.pii {
+                        Some(pii) if pii.covers(resolve(line, &self.arena, key)) => match pii.action() {
+                            PiiAction::Drop => {}
+                            PiiAction::Hash => {
+                                self.pseudonym.clear();
+                                pii.pseudonym_into(resolve(line, &self.arena, value).as_bytes(), &mut self.pseudonym);
+                                let start = self.arena.len() as u32;
+                                self.arena.push_str(&self.pseudonym);
+                                self.tags.push((key, Text::Arena(start, self.arena.len() as u32)));
+                            }
+                        },
+                        _ => self.tags.push((key, value)),
+                    }
                 }
             }
             Some(_) => {
@@ -302,7 +345,7 @@ impl Decoder {
         self.tags = tags;
         checked?;
         let tracking = self.generic_tracking;
-        let series = self.announce(tracking, out);
+        let series = self.announce(tracking, out)?;
         out.observation(Observation {
             series,
             ts,
@@ -363,18 +406,25 @@ impl Decoder {
                 None => None,
             };
             self.keys.begin(&def.metric);
-            for tag in &def.tags {
+            for (tag, &personal) in def.tags.iter().zip(&def.personal) {
                 let value = self.scan.get(line, tag).unwrap_or(Value::Null);
                 if let Some(text) = self.tag_text(line, value, tag)? {
                     let text = resolve(line, &self.arena, text);
-                    if !is_valid_tag_text(text) {
-                        return Err(invalid_tag(tag, text));
+                    match &self.pii {
+                        Some(pii) if personal => {
+                            if pii.action() == PiiAction::Hash {
+                                self.pseudonym.clear();
+                                pii.pseudonym_into(text.as_bytes(), &mut self.pseudonym);
+                                self.keys.tag(tag, &self.pseudonym);
+                            }
+                        }
+                        _ if !is_valid_tag_text(text) => return Err(invalid_tag(tag, text)),
+                        _ => self.keys.tag(tag, text),
                     }
-                    self.keys.tag(tag, text);
                 }
             }
             let tracking = def.tracking;
-            let series = self.announce(tracking, out);
+            let series = self.announce(tracking, out)?;
             out.observation(Observation {
                 series,
                 ts,
@@ -402,8 +452,10 @@ impl Decoder {
                 None if optional => {}
                 None => return Err(missing(tag)),
                 Some(value) => {
+                    let personal = def.tags.iter().zip(&def.personal).any(|(t, &p)| p && t == tag);
                     if let Some(text) = self.tag_text(line, value, tag)?
                         && def.tags.contains(tag)
+                        && !personal
                     {
                         let text = resolve(line, &self.arena, text);
                         if !is_valid_tag_text(text) {
@@ -476,17 +528,45 @@ impl Decoder {
     }
 
     /// The id of the key in the builder, reporting the series the first time this decoder sees it.
-    fn announce(&mut self, tracking: Tracking, out: &mut impl ObservationSink) -> SeriesId {
+    ///
+    /// A series new to this decoder must first be admitted by the cardinality guard; a refusal
+    /// rejects the whole line (the caller drops what the line emitted before).
+    fn announce(&mut self, tracking: Tracking, out: &mut impl ObservationSink) -> Result<SeriesId, DecodeError> {
         let (series, key) = self.keys.finish();
-        if self.seen.insert(series) {
-            out.series(SeriesInfo {
-                series,
-                key: key.to_owned(),
-                tracking,
-            });
+        if self.seen.contains(&series) {
+            return Ok(series);
         }
-        series
+        if let Some(guard) = &self.guard {
+            let metric = key.split('|').next().unwrap_or_default();
+            let metric_hash = xxhash_rust::xxh3::xxh3_64(metric.as_bytes());
+            if let Err(refusal) = guard.admit(series, metric_hash) {
+                return Err(refusal_error(refusal, metric));
+            }
+        }
+        self.seen.insert(series);
+        out.series(SeriesInfo {
+            series,
+            key: key.to_owned(),
+            tracking,
+        });
+        Ok(series)
     }
+}
+
+fn refusal_error(refusal: Refusal, metric: &str) -> DecodeError {
+    let detail = match refusal {
+        Refusal::MetricFull(max) => format!(
+            "metric \"{}\" already has {max} series (limits.max_series_per_metric); a tag probably holds ids \
+             or timestamps: remove it from the metric's tags, or raise the limit",
+            truncate(metric)
+        ),
+        Refusal::ProcessFull(max) => {
+            format!(
+                "the process already has {max} series (limits.max_series); raise the limit or remove high-cardinality tags"
+            )
+        }
+    };
+    DecodeError::new(DeadLetterReason::CardinalityLimit, detail)
 }
 
 fn resolve<'a>(line: &'a str, arena: &'a str, text: Text) -> &'a str {
@@ -585,6 +665,94 @@ mod tests {
 
     fn reason(line: &str) -> DeadLetterReason {
         decode(line).map(|_| ()).expect_err(line).reason
+    }
+
+    fn private_decoder(action: PiiAction) -> (Decoder, Pii) {
+        let fields = vec!["user_id".to_string(), "email".to_string()];
+        let pii = Pii::new(b"a test key of 16+ bytes", fields, action);
+        let definitions = MetricDefinitions::new(
+            vec![tidemark_schemas::MetricDefinition {
+                name: "user.by_id".into(),
+                event: EventKind::UserActivity,
+                value: None,
+                tags: vec!["user_id".into(), "event".into()],
+                when: None,
+                aggregations: vec![Aggregation::Count],
+                distinct: None,
+            }],
+            "metrics",
+        )
+        .unwrap();
+        let decoder = Decoder::new(&definitions, TimestampRange::default()).with_privacy(Some(pii.clone()));
+        (decoder, pii)
+    }
+
+    #[test]
+    fn personal_tags_become_keyed_pseudonyms() {
+        let (mut decoder, pii) = private_decoder(PiiAction::Hash);
+        let mut out = Collect::default();
+        let generic = r#"{"ts":1732233600000,"metric":"logins","tags":{"email":"a,b@x.io","region":"eu"},"value":1}"#;
+        decoder.decode(generic.as_bytes(), &mut out).unwrap();
+        let typed = r#"{"kind":"user_activity","ts":1732233600000,"user_id":"u-42","org":"o","event":"login","session_id":"s","duration_ms":5}"#;
+        decoder.decode(typed.as_bytes(), &mut out).unwrap();
+        let expect = |value: &str| {
+            let mut p = String::new();
+            pii.pseudonym_into(value.as_bytes(), &mut p);
+            p
+        };
+        let keys: Vec<&str> = out.series.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                format!("logins|email={}|region=eu", expect("a,b@x.io")),
+                format!("user.by_id|event=login|user_id={}", expect("u-42"))
+            ]
+        );
+    }
+
+    #[test]
+    fn dropped_personal_tags_merge_series() {
+        let (mut decoder, _) = private_decoder(PiiAction::Drop);
+        let mut out = Collect::default();
+        for user in ["u-1", "u-2"] {
+            let line = format!(
+                r#"{{"kind":"user_activity","ts":1732233600000,"user_id":"{user}","org":"o","event":"login","session_id":"s","duration_ms":5}}"#
+            );
+            decoder.decode(line.as_bytes(), &mut out).unwrap();
+        }
+        assert_eq!(out.series.len(), 1);
+        assert_eq!(out.series[0].key, "user.by_id|event=login");
+        assert_eq!(out.observations.len(), 2);
+    }
+
+    #[test]
+    fn the_guard_refuses_new_series_beyond_the_limit_and_keeps_old_ones() {
+        use crate::cardinality::SeriesLimits;
+        let guard = Arc::new(CardinalityGuard::new(SeriesLimits {
+            max_series_per_metric: 2,
+            max_series: 10,
+        }));
+        let mut a = decoder().with_guard(guard.clone());
+        let mut b = decoder().with_guard(guard.clone());
+        let line = |host: u32| format!(r#"{{"ts":1732233600000,"metric":"m","tags":{{"host":"h{host}"}},"value":1}}"#);
+        let mut out = Collect::default();
+        a.decode(line(1).as_bytes(), &mut out).unwrap();
+        b.decode(line(2).as_bytes(), &mut out).unwrap();
+        let refused = a.decode(line(3).as_bytes(), &mut out).unwrap_err();
+        assert_eq!(refused.reason, DeadLetterReason::CardinalityLimit);
+        assert!(
+            refused.detail.contains("limits.max_series_per_metric"),
+            "{}",
+            refused.detail
+        );
+        a.decode(line(2).as_bytes(), &mut out)
+            .expect("a series admitted by another worker");
+        b.decode(line(1).as_bytes(), &mut out).expect("an admitted series");
+        let other = r#"{"ts":1732233600000,"metric":"n","value":1}"#;
+        a.decode(other.as_bytes(), &mut out)
+            .expect("other metrics are not affected");
+        assert_eq!(out.observations.len(), 5);
+        assert_eq!(guard.series.load(std::sync::atomic::Ordering::Relaxed), 3);
     }
 
     #[test]

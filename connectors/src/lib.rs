@@ -7,15 +7,19 @@
 //! * [`generator`]: realistic synthetic events of every kind, deterministic with a seed;
 //! * [`kafka`]: a Kafka topic, partitions spread over all workers, offsets committed after
 //!   the sinks acknowledged;
-//! * [`source`]: the configured source, opened once per worker.
+//! * [`source`]: the configured source, opened once per worker;
+//! * [`privacy`]: personal fields hashed (keyed) or dropped before anything leaves the decoder;
+//! * [`cardinality`]: the per-metric and per-process series limits.
 
 pub mod avro;
+pub mod cardinality;
 pub mod decode;
 pub mod generator;
 pub mod json;
 pub mod kafka;
 pub mod lines;
 pub mod observation;
+pub mod privacy;
 pub mod source;
 
 pub use decode::{DecodeError, Decoder, IdBuildHasher, TimestampRange};

@@ -160,6 +160,8 @@ impl LineReader {
                     );
                     handed += 1;
                 }
+                // Hand over what is complete rather than wait on a slow pipe for a full budget.
+                None if handed > 0 => break,
                 None => self.fill()?,
             }
         }

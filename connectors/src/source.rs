@@ -83,6 +83,18 @@ pub trait LineSource: Send {
     fn partition(&self, _slot: usize) -> Option<i32> {
         None
     }
+
+    /// The position one past the newest input known to exist in a slot (a Kafka partition's
+    /// end offset), for reporting lag; `None` where unknown.
+    fn end_position(&self, _slot: usize) -> Option<u64> {
+        None
+    }
+
+    /// The position a slot started reading from in this run (a Kafka partition's committed
+    /// or reset offset), so lag is known before anything is read; `None` where unknown.
+    fn start_position(&self, _slot: usize) -> Option<u64> {
+        None
+    }
 }
 
 /// The `[source]` section of the configuration.

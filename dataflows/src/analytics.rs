@@ -55,7 +55,8 @@ pub struct AnalyticsSettings {
     pub forecast: ForecastSettings,
     /// Emit a forecast every this many windows per series (default 5).
     pub forecast_every: u32,
-    /// Most series per worker with analytics state (default 100000).
+    /// Most series per worker with analytics state (default 10000: about 36 KB each, so
+    /// a bounded 360 MB per worker; series beyond it are aggregated but not analysed).
     pub max_series: usize,
 }
 
@@ -68,7 +69,7 @@ impl Default for AnalyticsSettings {
             detector: DetectorSettings::default(),
             forecast: ForecastSettings::default(),
             forecast_every: 5,
-            max_series: 100_000,
+            max_series: 10_000,
         }
     }
 }

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use thiserror::Error;
+use tidemark_connectors::cardinality::CardinalityGuard;
+use tidemark_connectors::privacy::Pii;
 use tidemark_connectors::source::now_ms;
 use tidemark_connectors::{Decoder, SourceConfig, TimestampRange};
 use tidemark_schemas::{Acknowledgement, MetricDefinitions, OutputBatch};
@@ -53,6 +55,10 @@ pub struct JobSettings {
     pub cluster: Cluster,
     /// Anomaly scores and forecasts (`None`: off).
     pub analytics: Option<AnalyticsSettings>,
+    /// Personal fields to hash or drop (`None`: privacy off).
+    pub pii: Option<Pii>,
+    /// The series limits, shared by every worker of this process.
+    pub guard: Arc<CardinalityGuard>,
 }
 
 /// The job failed to start or a worker failed.
@@ -120,7 +126,9 @@ pub fn run_job(
                 source_name: source_name.to_string(),
                 error,
             })?;
-        let decoder = Decoder::new(&settings.definitions, settings.timestamps);
+        let decoder = Decoder::new(&settings.definitions, settings.timestamps)
+            .with_privacy(settings.pii.clone())
+            .with_guard(settings.guard.clone());
         let windows = &settings.windows;
         let quantiles = QuantilePolicy {
             exact_limit: windows.exact_quantile_limit,
@@ -151,6 +159,7 @@ pub fn run_job(
                         LatePolicy::Correct => horizon_ms,
                         LatePolicy::DeadLetter => 0,
                     },
+                    pii: settings.pii.clone(),
                 },
             );
             let updates = aggregate(

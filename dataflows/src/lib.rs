@@ -21,5 +21,5 @@ pub mod windows;
 
 pub use analytics::AnalyticsSettings;
 pub use job::{JobSettings, JobSummary, run_job};
-pub use stats::PipelineStats;
+pub use stats::{PartitionProgress, PipelineStats};
 pub use windows::{LatePolicy, WindowSettings};

@@ -15,13 +15,14 @@
 //! have durably written everything before frontier `F` (the job reports it through `durable`),
 //! every position below the lowest one recorded at a time `≥ F` is safe to commit.
 
-use crate::stats::PipelineStats;
+use crate::stats::{PartitionProgress, PipelineStats};
 use crate::windows::window_start;
 use crossbeam_channel::Sender;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tidemark_connectors::lines::Line;
+use tidemark_connectors::privacy::Pii;
 use tidemark_connectors::source::now_ms;
 use tidemark_connectors::{Decoder, LineSource, Observation, ObservationSink, Origin, SeriesInfo, SourceStatus};
 use tidemark_schemas::{DeadLetter, DeadLetterReason, OutputBatch};
@@ -61,6 +62,8 @@ pub struct SourceContext {
     pub largest_window_ms: u64,
     /// How long closed windows accept corrections, ms (0 when late events are dead-lettered).
     pub correction_horizon_ms: u64,
+    /// Personal fields to redact from dead letters' original bytes.
+    pub pii: Option<Pii>,
 }
 
 #[derive(Default)]
@@ -86,6 +89,9 @@ struct Slot {
     next: Option<u64>,
     /// `(settle time, lowest position of an observation settling then)`, few entries.
     pending: Vec<(u64, u64)>,
+    /// Lines read and dead-lettered, for the per-partition metrics.
+    lines: u64,
+    dead_letters: u64,
 }
 
 impl Slot {
@@ -141,6 +147,7 @@ pub fn source<'s>(
         // data; their input must not be acknowledged, so a restart recomputes them in full.
         let mut acknowledge_limit = u64::MAX;
         let mut warned: [bool; DeadLetterReason::ALL.len()] = Default::default();
+        let mut next_publish_ms = 0;
 
         move |_frontiers| {
             let durable = ctx.durable.load(Relaxed).min(acknowledge_limit);
@@ -170,6 +177,7 @@ pub fn source<'s>(
                 let result = input.read(LINES_PER_ACTIVATION, &mut |origin: Origin<'_>, line| {
                     lines += 1;
                     let slot = &mut slots[origin.slot];
+                    slot.lines += 1;
                     slot.next = Some(origin.position + 1);
                     let (reason, detail, original, truncated) = match line {
                         Line::Complete(bytes) => {
@@ -200,7 +208,11 @@ pub fn source<'s>(
                                     }
                                     return;
                                 }
-                                Err(e) => (e.reason, e.detail, bytes, false),
+                                Err(e) => {
+                                    // A line is used whole or not at all.
+                                    decoded.observations.truncate(before);
+                                    (e.reason, e.detail, bytes, false)
+                                }
                             }
                         }
                         Line::Rejected { original, reason, detail } => {
@@ -213,20 +225,29 @@ pub fn source<'s>(
                             (DeadLetterReason::Oversized, detail, prefix, true)
                         }
                     };
+                    let original = match &ctx.pii {
+                        Some(pii) => pii.redact(original).into_owned(),
+                        None => original.to_vec(),
+                    };
                     dead_letters.push(DeadLetter {
                         reason,
                         detail,
                         source: ctx.name.clone(),
                         position: origin.position,
-                        original: original.to_vec(),
+                        original,
                         truncated,
                         partition: partitions[origin.slot],
                         key: origin.key.map(<[u8]>::to_vec),
                     });
                 });
                 ctx.stats.lines.fetch_add(lines, Relaxed);
+                let now = now_ms();
                 if lines > 0 {
-                    ctx.stats.mark_read(now_ms());
+                    ctx.stats.mark_read(now);
+                }
+                if now >= next_publish_ms {
+                    next_publish_ms = now + PUBLISH_EVERY_MS;
+                    publish_partitions(&slots, &partitions, &*input, &ctx);
                 }
                 ctx.stats.bytes.fetch_add(bytes_read, Relaxed);
                 result.unwrap_or_else(|e| {
@@ -297,6 +318,23 @@ pub fn source<'s>(
         }
     });
     (observations, catalog)
+}
+
+/// How often a worker publishes the progress of its partitions.
+const PUBLISH_EVERY_MS: i64 = 1000;
+
+fn publish_partitions(slots: &[Slot], partitions: &[Option<i32>], input: &dyn LineSource, ctx: &SourceContext) {
+    for (index, (slot, partition)) in slots.iter().zip(partitions).enumerate() {
+        let Some(partition) = *partition else { continue };
+        let progress = PartitionProgress {
+            events: slot.lines,
+            dead_letters: slot.dead_letters,
+            next_offset: slot.next.or_else(|| input.start_position(index)),
+            end_offset: input.end_position(index),
+            watermark_ms: slot.max_ts.map(|ts| ts - ctx.lateness_ms as i64),
+        };
+        ctx.stats.publish_partition(partition, progress);
+    }
 }
 
 /// The minimum over active slots of `max event time − lateness`; `None` while an active slot

@@ -3,7 +3,10 @@
 //! Workers add their local counts once per batch, never per event, so the atomics cost nothing
 //! measurable on the hot path.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use tidemark_connectors::cardinality::CardinalityGuard;
 use tidemark_schemas::DeadLetterReason;
 
 /// Counters of one running pipeline.
@@ -29,6 +32,33 @@ pub struct PipelineStats {
     /// Largest event time seen, epoch ms.
     pub max_event_ms: AtomicI64,
     dead_letters: [AtomicU64; DeadLetterReason::ALL.len()],
+    /// The run's cardinality guard, for reporting the series it admitted.
+    pub cardinality: OnceLock<Arc<CardinalityGuard>>,
+    /// Progress of each partitioned input (Kafka partition), published by the worker that
+    /// reads it about once a second.
+    partitions: Mutex<BTreeMap<i32, PartitionProgress>>,
+}
+
+/// Where one input partition stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// Messages read (good and bad) by this process.
+    pub events: u64,
+    /// Of those, dead-lettered at the source.
+    pub dead_letters: u64,
+    /// Next offset to read.
+    pub next_offset: Option<u64>,
+    /// The partition's end offset, as last reported by the broker.
+    pub end_offset: Option<u64>,
+    /// The partition's own watermark: its newest event time minus the allowed lateness, ms.
+    pub watermark_ms: Option<i64>,
+}
+
+impl PartitionProgress {
+    /// Messages in the partition not read yet.
+    pub fn lag(&self) -> Option<u64> {
+        Some(self.end_offset?.saturating_sub(self.next_offset.unwrap_or(0)))
+    }
 }
 
 impl PipelineStats {
@@ -57,6 +87,25 @@ impl PipelineStats {
     pub fn read_seconds(&self) -> f64 {
         let (first, last) = (self.first_read_ms.load(Relaxed), self.last_read_ms.load(Relaxed));
         (last - first).max(0) as f64 / 1000.0
+    }
+
+    /// Publishes the progress of `partition` (a few times a second at most, per partition).
+    pub fn publish_partition(&self, partition: i32, progress: PartitionProgress) {
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(partition, progress);
+    }
+
+    /// The progress of every partition read by this process.
+    pub fn partitions(&self) -> Vec<(i32, PartitionProgress)> {
+        let partitions = self.partitions.lock().unwrap_or_else(PoisonError::into_inner);
+        partitions.iter().map(|(p, progress)| (*p, *progress)).collect()
+    }
+
+    /// Series admitted by the cardinality guard so far.
+    pub fn series(&self) -> u64 {
+        self.cardinality.get().map_or(0, |g| g.series.load(Relaxed))
     }
 
     /// Records a new largest event time.

@@ -98,11 +98,13 @@ pub enum DeadLetterReason {
     Late,
     /// The event's window closed longer ago than the correction horizon.
     TooLate,
+    /// The event would open a new series beyond the configured series limits.
+    CardinalityLimit,
 }
 
 impl DeadLetterReason {
     /// Every reason, for exhaustive reporting.
-    pub const ALL: [DeadLetterReason; 16] = [
+    pub const ALL: [DeadLetterReason; 17] = [
         DeadLetterReason::InvalidUtf8,
         DeadLetterReason::InvalidJson,
         DeadLetterReason::TooDeep,
@@ -119,6 +121,7 @@ impl DeadLetterReason {
         DeadLetterReason::InvalidTag,
         DeadLetterReason::Late,
         DeadLetterReason::TooLate,
+        DeadLetterReason::CardinalityLimit,
     ];
 
     /// Snake-case name, as written in dead-letter records and metric labels.
@@ -140,6 +143,7 @@ impl DeadLetterReason {
             DeadLetterReason::InvalidTag => "invalid_tag",
             DeadLetterReason::Late => "late",
             DeadLetterReason::TooLate => "too_late",
+            DeadLetterReason::CardinalityLimit => "cardinality_limit",
         }
     }
 }

@@ -15,6 +15,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+use tidemark_sinks::line_protocol::{ANOMALY_MEASUREMENT, FORECAST_MEASUREMENT};
 
 /// The server started by `scripts/test` (`TIDEMARK_TEST_INFLUXDB`). Without it the test is
 /// skipped with a message — unless `TIDEMARK_REQUIRE_SERVERS=1`, where it fails.
@@ -241,5 +242,58 @@ impl OwnServer {
 impl Drop for OwnServer {
     fn drop(&mut self) {
         self.script(&format!("influxdb_stop {}", self.dir.display()));
+    }
+}
+
+/// Window sizes by the `window` tag the sink writes.
+pub const SIZES: [(&str, i64); 5] = [
+    ("1m", 60_000),
+    ("5m", 300_000),
+    ("15m", 900_000),
+    ("1h", 3_600_000),
+    ("1d", 86_400_000),
+];
+
+/// Every window point of the database, keyed like `windows.ndjson`: (series key, window ms,
+/// window start) → the point's fields.
+pub fn window_points(db: &Influx) -> BTreeMap<(String, i64, i64), BTreeMap<String, Value>> {
+    let mut points = BTreeMap::new();
+    let measurements = db.query("SHOW MEASUREMENTS");
+    let names: Vec<String> = measurements
+        .iter()
+        .flat_map(|s| s.values.iter().map(|v| v[0].as_str().unwrap().to_string()))
+        .filter(|name| !name.starts_with("tidemark_") && name != ANOMALY_MEASUREMENT && name != FORECAST_MEASUREMENT)
+        .collect();
+    assert!(!names.is_empty(), "no measurements were written");
+    for name in names {
+        for series in db.query(&format!("SELECT * FROM \"{name}\" GROUP BY *")) {
+            add_points(&mut points, &series);
+        }
+    }
+    points
+}
+
+fn add_points(points: &mut BTreeMap<(String, i64, i64), BTreeMap<String, Value>>, series: &Series) {
+    let mut key = series.name.clone();
+    for (k, v) in series.tags.iter().filter(|(k, _)| *k != "window") {
+        key.push_str(&format!("|{k}={v}"));
+    }
+    let label = &series.tags["window"];
+    let size = SIZES
+        .iter()
+        .find(|(l, _)| l == label)
+        .unwrap_or_else(|| panic!("window tag {label}"))
+        .1;
+    for row in series.rows() {
+        let time = row["time"].as_i64().unwrap();
+        let fields = row
+            .into_iter()
+            .filter(|(c, v)| *c != "time" && !v.is_null())
+            .map(|(c, v)| (c.to_string(), v.clone()))
+            .collect();
+        assert!(
+            points.insert((key.clone(), size, time), fields).is_none(),
+            "two points for {key} {label} {time}"
+        );
     }
 }

@@ -1,10 +1,17 @@
-//! The real broker (tansu) the test script starts: topics, and reading what tidemark wrote.
+//! The real broker (tansu) the test script starts: topics, reading what tidemark wrote (JSON, or
+//! Avro decoded independently of tidemark with `apache-avro` and the registry's schemas), and the
+//! comparison of the windows topic with the independent computation.
 
+use super::{batch_windows, close, observations};
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -118,6 +125,23 @@ pub fn read_all(broker: &str, topic: &str) -> Vec<Record> {
     records
 }
 
+/// The `[source]` section of a test reading `topic` as `group` from its committed offsets (the
+/// earliest for a new group), with fast group timings and settled marks kept in `state_dir`.
+pub fn source_section(broker: &str, topic: &str, group: &str, idle_timeout: &str, state_dir: &Path) -> String {
+    format!(
+        r#"[source]
+type = "kafka"
+brokers = "{broker}"
+topic = "{topic}"
+group_id = "{group}"
+start = "committed"
+idle_timeout = "{idle_timeout}"
+state_dir = {state_dir:?}
+options = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "1000" }}
+"#
+    )
+}
+
 /// `(committed offset of group, end offset)` per partition of `topic`.
 pub fn committed_and_end(broker: &str, topic: &str, group: &str) -> Vec<(i64, i64)> {
     let consumer = consumer(broker, group);
@@ -194,4 +218,102 @@ pub fn produce_raw(broker: &str, topic: &str, payloads: &[Vec<u8>]) {
             .expect("queueing a message");
     }
     producer.flush(Duration::from_secs(30)).expect("flushing");
+}
+
+/// A JSON record value.
+pub fn json_value(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).expect("records are JSON")
+}
+
+/// Decodes Avro values in the Confluent wire format (`0x00`, 4-byte big-endian schema id, Avro
+/// binary) with `apache-avro`, fetching each writer schema by id from the registry, to the JSON
+/// form of the record (unions as their value, enums as their symbol).
+pub struct AvroValues {
+    url: String,
+    schemas: HashMap<u32, Schema>,
+}
+
+impl AvroValues {
+    /// A decoder fetching schemas from the registry at `url`.
+    pub fn new(url: &str) -> Self {
+        AvroValues {
+            url: url.to_string(),
+            schemas: HashMap::new(),
+        }
+    }
+
+    /// The schema ids seen so far.
+    pub fn ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.schemas.keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// The record in `bytes`, as JSON.
+    pub fn decode(&mut self, bytes: &[u8]) -> Value {
+        let [0, a, b, c, d, body @ ..] = bytes else {
+            panic!("not in the Confluent wire format: {bytes:?}")
+        };
+        let id = u32::from_be_bytes([*a, *b, *c, *d]);
+        let url = &self.url;
+        let schema = self.schemas.entry(id).or_insert_with(|| {
+            let text = ureq::get(format!("{url}/schemas/ids/{id}"))
+                .call()
+                .unwrap_or_else(|e| panic!("fetching schema {id}: {e}"))
+                .body_mut()
+                .read_to_string()
+                .unwrap();
+            let response: Value = serde_json::from_str(&text).unwrap();
+            Schema::parse_str(response["schema"].as_str().expect("a schema")).expect("the schema parses")
+        });
+        let mut body = body;
+        let value = GenericDatumReader::builder(&*schema)
+            .build()
+            .and_then(|reader| reader.read_value(&mut body))
+            .expect("the value decodes with its writer schema");
+        assert!(body.is_empty(), "{} bytes after the record", body.len());
+        Value::try_from(value).expect("representable as JSON")
+    }
+}
+
+/// The last value per upsert key on the windows topic, for 1-minute windows, checking that every
+/// record is keyed by its series and carries its upsert key.
+pub fn final_windows(
+    broker: &str,
+    topic: &str,
+    decode: &mut dyn FnMut(&[u8]) -> Value,
+) -> BTreeMap<(String, i64), Value> {
+    let mut last = BTreeMap::new();
+    for record in read_all(broker, topic) {
+        let row = decode(&record.value);
+        let series = row["series"].as_str().unwrap().to_string();
+        assert_eq!(
+            record.key.as_deref(),
+            Some(series.as_bytes()),
+            "records are keyed by series"
+        );
+        let upsert = format!("{series}|{}|{}", row["window_ms"], row["window_start"]);
+        assert_eq!(record.headers.get("upsert-key"), Some(&upsert));
+        if row["window_ms"] == 60_000 {
+            last.insert((series, row["window_start"].as_i64().unwrap()), row);
+        }
+    }
+    last
+}
+
+/// Every 1-minute window of `events`, computed independently, equals the row `got` holds for it.
+pub fn assert_matches_oracle(got: &BTreeMap<(String, i64), Value>, events: &[String]) {
+    let expected = batch_windows(&observations(events), &[60_000]);
+    assert_eq!(got.len(), expected.len(), "window sets differ");
+    for ((series, _, start), want) in &expected {
+        let row = &got[&(series.clone(), *start)];
+        let f = |name: &str| row[name].as_f64().unwrap();
+        assert_eq!(row["count"].as_u64().unwrap(), want.count, "{series} {start}");
+        assert!(close(f("sum"), want.sum, 1e-12), "{series} {start}");
+        assert_eq!(
+            (f("min"), f("max"), f("p95"), f("p99")),
+            (want.min, want.max, want.p95, want.p99),
+            "{series} {start}"
+        );
+    }
 }

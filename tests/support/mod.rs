@@ -56,12 +56,24 @@ impl Rng {
 /// `disorder` of them up to 1999 ms late (within a 2 s lateness), `very_late` of them 1–20
 /// minutes late (after their window closed). Returns NDJSON lines.
 pub fn metric_events(n: usize, series: usize, disorder: f64, very_late: f64, seed: u64) -> Vec<String> {
+    metric_events_spaced(n, series, disorder, very_late, seed, 10)
+}
+
+/// [`metric_events`] with arrivals 1..=`max_step_ms` ms apart (a longer span of event time).
+pub fn metric_events_spaced(
+    n: usize,
+    series: usize,
+    disorder: f64,
+    very_late: f64,
+    seed: u64,
+    max_step_ms: u64,
+) -> Vec<String> {
     let mut rng = Rng(seed);
     let start: i64 = 1_732_233_600_000;
     let mut arrival = start;
     (0..n)
         .map(|_| {
-            arrival += rng.below(10) as i64 + 1;
+            arrival += rng.below(max_step_ms) as i64 + 1;
             let roll = rng.unit();
             let ts = if roll < very_late {
                 arrival - 60_000 - rng.below(19 * 60_000) as i64

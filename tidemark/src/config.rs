@@ -30,6 +30,8 @@ use crate::server::config::ServerConfig;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use tidemark_connectors::cardinality::SeriesLimits;
+use tidemark_connectors::privacy::PrivacyConfig;
 use tidemark_connectors::source::GeneratorConfig;
 use tidemark_connectors::{SourceConfig, TimestampRange};
 use tidemark_dataflows::{AnalyticsSettings, WindowSettings};
@@ -52,6 +54,12 @@ pub struct Config {
     /// Threads and limits.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Series limits (the cardinality guard).
+    #[serde(default)]
+    pub limits: SeriesLimits,
+    /// Personal fields hashed or dropped before any sink (on by default).
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
     /// Whether the built-in metric definitions apply (default true).
     #[serde(default = "yes")]
     pub builtin_metrics: bool,
@@ -161,6 +169,8 @@ impl Default for Config {
             source: default_source(),
             pipeline: WindowSettings::default(),
             runtime: RuntimeConfig::default(),
+            limits: SeriesLimits::default(),
+            privacy: PrivacyConfig::default(),
             builtin_metrics: true,
             metrics: Vec::new(),
             server: ServerConfig::default(),
@@ -222,6 +232,7 @@ impl Config {
                 "runtime.min_event_time_ms must be below runtime.max_event_time_ms; widen the range or use the defaults"
             );
         }
+        self.limits.validate().map_err(anyhow::Error::msg)?;
         if let Some(influxdb) = &self.sinks.influxdb {
             influxdb.validate()?;
         }
@@ -328,6 +339,8 @@ mod tests {
             ("[pipeline]\nalowed_lateness = \"2s\"\n", "alowed_lateness"),
             ("[pipeline]\nrollups = [\"5m\", \"7m\"]\n", "pipeline.rollups"),
             ("[runtime]\nworkers = 0\n", "runtime.workers"),
+            ("[limits]\nmax_series = 0\n", "limits.max_series"),
+            ("[privacy]\naction = \"shred\"\n", "shred"),
             ("[sinks.influxdb]\nbatch_points = 0\n", "sinks.influxdb.batch_points"),
             ("[sinks.influxdb]\ntoken = \"secret\"\n", "unknown field `token`"),
             ("[source]\ntype = \"mqtt\"\n", "mqtt"),

@@ -10,12 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tidemark_connectors::SourceConfig;
+use tidemark_connectors::cardinality::CardinalityGuard;
+use tidemark_connectors::privacy::KEY_ENV;
 use tidemark_dataflows::job::Cluster;
 use tidemark_dataflows::{JobSettings, PipelineStats, run_job};
 use tidemark_sinks::alerting::{AlertEngine, AlertStage};
 use tidemark_sinks::files::{CsvExport, DeadLetterFile, LineProtocolFile, NdjsonStream};
-use tidemark_sinks::influxdb::InfluxDbSink;
+use tidemark_sinks::influxdb::{InfluxDbSink, InfluxDbStatus};
 use tidemark_sinks::kafka::KafkaSink;
+use tidemark_sinks::live::AlertBoard;
 use tidemark_sinks::notify::Notifier;
 use tidemark_sinks::{Sink, SinkReport, Stage, spawn_sinks};
 use tracing::info;
@@ -100,9 +103,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         config.server.addr = addr;
     }
     config.validate()?;
-    let sinks = configured_sinks(&config)?;
+    let (sinks, influxdb) = configured_sinks(&config)?;
     let stats = Arc::new(PipelineStats::default());
-    let crate::server::Attached { sinks, server } = crate::server::attach(&config, sinks, stats.clone())?;
+    let crate::server::Attached { sinks, server, board } =
+        crate::server::attach(&config, sinks, stats.clone(), influxdb)?;
     if embedded {
         info!(
             "running the embedded default: built-in generator ({} events/s, real time) → files in {}/ \
@@ -130,7 +134,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         });
     }
     let mut last_report = Instant::now();
-    let outcome = execute(&config, alert_stage(&config)?, sinks, stats, stop, |stats| {
+    let outcome = execute(&config, alert_stage(&config, board)?, sinks, stats, stop, |stats| {
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
             info!(
@@ -209,8 +213,9 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     Ok(())
 }
 
-/// The alert rule engine, with its notifier, when rules are configured.
-fn alert_stage(config: &Config) -> Result<Vec<Box<dyn Stage>>> {
+/// The alert rule engine, with its notifier, when rules are configured; it honours the API's
+/// silences when the server runs (`board`).
+fn alert_stage(config: &Config, board: Option<Arc<AlertBoard>>) -> Result<Vec<Box<dyn Stage>>> {
     if config.alerts.rules.is_empty() {
         return Ok(Vec::new());
     }
@@ -218,14 +223,19 @@ fn alert_stage(config: &Config) -> Result<Vec<Box<dyn Stage>>> {
     if notifier.is_none() {
         info!("alert rules are configured but no [notify] section: alerts are recorded by the sinks, not sent");
     }
-    Ok(vec![Box::new(AlertStage::new(
-        AlertEngine::new(&config.alerts),
-        notifier,
-    ))])
+    let stage = AlertStage::new(AlertEngine::new(&config.alerts), notifier);
+    Ok(vec![Box::new(match board {
+        Some(board) => stage.with_board(board),
+        None => stage,
+    })])
 }
 
-/// Every sink the configuration asks for; at least one is required.
-fn configured_sinks(config: &Config) -> Result<Vec<Box<dyn Sink>>> {
+/// The configured sinks, and the InfluxDB sink's status for the server.
+type ConfiguredSinks = (Vec<Box<dyn Sink>>, Option<InfluxDbStatus>);
+
+/// Every sink the configuration asks for (at least one is required), and the InfluxDB sink's
+/// status for the server.
+fn configured_sinks(config: &Config) -> Result<ConfiguredSinks> {
     let mut sinks = match &config.sinks.files {
         Some(files) => file_sinks(files, config.pipeline.base.as_millis() as u64)?,
         None => Vec::new(),
@@ -233,15 +243,22 @@ fn configured_sinks(config: &Config) -> Result<Vec<Box<dyn Sink>>> {
     if let Some(kafka) = &config.sinks.kafka {
         sinks.push(Box::new(KafkaSink::create(kafka)?));
     }
+    let mut status = None;
     if let Some(influxdb) = &config.sinks.influxdb {
-        sinks.push(Box::new(InfluxDbSink::start(influxdb)?));
+        let mut influxdb = influxdb.clone();
+        if let (None, Some(files)) = (&influxdb.spool_dir, &config.sinks.files) {
+            influxdb.spool_dir = Some(files.dir.join("influxdb-spool"));
+        }
+        let sink = InfluxDbSink::start(&influxdb)?;
+        status = Some(sink.status());
+        sinks.push(Box::new(sink));
     }
     if sinks.is_empty() {
         return Err(anyhow!(
             "no sinks are configured: add a [sinks.files] section (e.g. dir = \"{DEFAULT_OUT_DIR}\") [sinks.kafka] or [sinks.influxdb] to the config"
         ));
     }
-    Ok(sinks)
+    Ok((sinks, status))
 }
 
 fn file_sinks(files: &FileSinksConfig, base_ms: u64) -> Result<Vec<Box<dyn Sink>>> {
@@ -261,15 +278,17 @@ fn file_sinks(files: &FileSinksConfig, base_ms: u64) -> Result<Vec<Box<dyn Sink>
     Ok(sinks)
 }
 
+/// SIGINT (Ctrl-C), SIGTERM (Kubernetes, systemd, `docker stop`) and SIGHUP all stop the job
+/// cleanly: the source closes, open windows flush, sinks drain, offsets are committed.
 fn install_ctrl_c(stop: Arc<AtomicBool>) -> Result<()> {
     ctrlc::set_handler(move || {
         if stop.swap(true, Relaxed) {
-            eprintln!("second interrupt: exiting without flushing");
+            eprintln!("second stop signal: exiting without flushing");
             std::process::exit(130);
         }
-        eprintln!("stopping: closing the source and flushing open windows (Ctrl-C again to abort)");
+        eprintln!("stopping: closing the source and flushing open windows (signal again to abort)");
     })
-    .context("installing the Ctrl-C handler")
+    .context("installing the SIGINT/SIGTERM handler")
 }
 
 struct Outcome {
@@ -324,6 +343,13 @@ fn execute(
             },
         },
         analytics: config.analytics.enabled.then(|| config.analytics.clone()),
+        pii: config
+            .privacy
+            .open(std::env::var(KEY_ENV).ok(), config.runtime.hostfile.is_some())?,
+        guard: stats
+            .cardinality
+            .get_or_init(|| Arc::new(CardinalityGuard::new(config.limits)))
+            .clone(),
     };
     let (sender, receiver) = crossbeam_channel::bounded(SINK_QUEUE_BATCHES);
     let sink_runner = spawn_sinks(stages, sinks, receiver);

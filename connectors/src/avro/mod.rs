@@ -7,6 +7,9 @@
 //! schemas compatibly: fields added with defaults, fields tidemark does not read, reordering.
 //! The resolved record is handed to the JSON decoder as JSON, so Avro and JSON events share one
 //! set of validations and dead-letter reasons.
+//!
+//! The same bundled files hold the output records' schemas, which the Kafka sink registers for
+//! its Avro output ([`BUNDLED`]).
 
 mod decode;
 mod encode;
@@ -16,4 +19,4 @@ mod schemas;
 pub use decode::{AvroDecoder, AvroFormat};
 pub use encode::AvroEncoder;
 pub use registry::{RegistryError, SchemaRegistry};
-pub use schemas::bundled_schemas;
+pub use schemas::{BUNDLED, bundled_schemas};

@@ -31,6 +31,8 @@ pub struct KafkaSource {
     last_message: Vec<Instant>,
     /// One past the last offset each slot delivered in this run.
     next_offset: Vec<Option<i64>>,
+    /// Where each slot started reading (see [`start_offsets`]).
+    start_offset: Vec<Option<i64>>,
     idle_timeout: Duration,
     max_message_bytes: usize,
     error_logged: Option<Instant>,
@@ -124,7 +126,8 @@ impl KafkaSource {
         if let Some(marks) = &marks {
             std::fs::create_dir_all(marks)?;
         }
-        let settled_before = previously_settled(&consumer, &config.topic, &partitions, marks.as_deref())?;
+        let (settled_before, committed) = previously_settled(&consumer, &config.topic, &partitions, marks.as_deref())?;
+        let start_offset = start_offsets(&consumer, &config.topic, &partitions, &assignment, &committed)?;
         consumer
             .assign(&assignment)
             .map_err(|e| kafka_error("assigning partitions", e))?;
@@ -135,6 +138,7 @@ impl KafkaSource {
             topic: config.topic.clone(),
             last_message: vec![now; partitions.len()],
             next_offset: vec![None; partitions.len()],
+            start_offset,
             partitions,
             slot_of,
             idle_timeout: config.idle_timeout,
@@ -186,12 +190,13 @@ fn mark_file(dir: &Path, partition: i32) -> PathBuf {
     dir.join(format!("{partition}.settled"))
 }
 
+/// Each partition's settled mark, and the group's committed offset (if any).
 fn previously_settled(
     consumer: &BaseConsumer<LagContext>,
     topic: &str,
     partitions: &[i32],
     marks: Option<&Path>,
-) -> io::Result<Vec<u64>> {
+) -> io::Result<(Vec<u64>, Vec<Option<i64>>)> {
     let mut list = TopicPartitionList::new();
     for p in partitions {
         list.add_partition(topic, *p);
@@ -199,7 +204,7 @@ fn previously_settled(
     let committed = consumer
         .committed_offsets(list, STARTUP_TIMEOUT)
         .map_err(|e| kafka_error("reading committed offsets", e))?;
-    Ok(partitions
+    let settled = partitions
         .iter()
         .map(|p| {
             let from_metadata = committed
@@ -210,7 +215,48 @@ fn previously_settled(
                 .and_then(|text| text.trim().parse().ok());
             from_metadata.into_iter().chain(from_file).max().unwrap_or(0)
         })
-        .collect())
+        .collect();
+    let offsets = partitions
+        .iter()
+        .map(|p| match committed.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) if o >= 0 => Some(o),
+            _ => None,
+        })
+        .collect();
+    Ok((settled, offsets))
+}
+
+/// Where reading starts in each partition: the next offset before anything is read. A
+/// partition with nothing after it is caught up from the start — without knowing this, a
+/// restart whose other partitions are all committed to their end would wait for messages
+/// that never come, and hold the watermark for ever.
+fn start_offsets(
+    consumer: &BaseConsumer<LagContext>,
+    topic: &str,
+    partitions: &[i32],
+    assignment: &TopicPartitionList,
+    committed: &[Option<i64>],
+) -> io::Result<Vec<Option<i64>>> {
+    let watermarks = |p: i32| {
+        consumer
+            .fetch_watermarks(topic, p, STARTUP_TIMEOUT)
+            .map_err(|e| kafka_error("reading partition offsets", e))
+    };
+    partitions
+        .iter()
+        .zip(committed)
+        .map(|(p, committed)| {
+            let requested = assignment.find_partition(topic, *p).map(|e| e.offset());
+            Ok(match (requested, committed) {
+                (Some(Offset::Offset(o)), _) if o >= 0 => Some(o),
+                (Some(Offset::Stored), Some(o)) => Some(*o),
+                (Some(Offset::End), _) => Some(watermarks(*p)?.1),
+                // Stored without a commit falls back to auto.offset.reset = earliest.
+                (Some(Offset::Stored | Offset::Beginning), _) => Some(watermarks(*p)?.0),
+                _ => None,
+            })
+        })
+        .collect()
 }
 
 fn timestamps(topic: &str, partitions: &[i32], ms: i64) -> TopicPartitionList {
@@ -313,7 +359,8 @@ impl LineSource for KafkaSource {
             self.next_offset[slot],
         ) {
             (Some(end), Some(next)) => next >= end,
-            (Some(end), None) => end == 0,
+            // Nothing delivered yet: idle if there was nothing to read from where it started.
+            (Some(end), None) => self.start_offset[slot].is_some_and(|start| start >= end),
             (None, Some(_)) => true,
             (None, None) => silent >= self.idle_timeout * 10,
         }
@@ -358,6 +405,15 @@ impl LineSource for KafkaSource {
 
     fn settled_before(&self, slot: usize) -> u64 {
         self.settled_before[slot]
+    }
+
+    fn start_position(&self, slot: usize) -> Option<u64> {
+        u64::try_from(self.start_offset[slot]?).ok()
+    }
+
+    fn end_position(&self, slot: usize) -> Option<u64> {
+        let end = self.consumer.context().end_offset(self.partitions[slot])?;
+        u64::try_from(end).ok()
     }
 
     fn partition(&self, slot: usize) -> Option<i32> {

@@ -4,8 +4,9 @@
 //! The detector combines several signals, each normalised by the series' own robust scale so
 //! that one threshold works across series:
 //!
-//! * **point surprise**: the residual after a short-term level and a daily seasonal profile
-//!   ([`season`]), in units of the residuals' robust scale ([`ewm`]);
+//! * **point surprise**: the residual after a short-term level and a seasonal profile
+//!   ([`season`]), daily or, where it fits clearly better, weekly ([`choice`]), in units of the
+//!   residuals' robust scale ([`ewm`]);
 //! * **level shift**: a fast mean of the deseasonalised series leaving the slow one, in units
 //!   of the slow deviation;
 //! * **novelty**: a value outside every value seen so far, relative to the seen range.
@@ -17,6 +18,7 @@
 
 mod alarm;
 mod calibrate;
+mod choice;
 mod ewm;
 mod season;
 mod settings;
@@ -27,8 +29,8 @@ pub use settings::{DetectorSettings, DetectorSettingsError};
 
 use alarm::Alarm;
 use calibrate::Calibrator;
+use choice::Profiles;
 use ewm::Ewm;
-use season::DailyProfile;
 
 /// The score of one point and what the detector expected there.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,8 +57,7 @@ pub struct Detector {
     fast: Ewm,
     min: f64,
     max: f64,
-    profile: Option<DailyProfile>,
-    last_bucket: usize,
+    profiles: Option<Profiles>,
     calibrator: Calibrator,
     novelty_weight: f64,
     novelty_tolerance: f64,
@@ -77,9 +78,7 @@ impl Detector {
             fast: Ewm::new(1.0 / settings.shift_points),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            profile: (settings.season_buckets > 0)
-                .then(|| DailyProfile::new(settings.season_buckets, scale_alpha * 4.0, 2)),
-            last_bucket: usize::MAX,
+            profiles: (settings.season_buckets > 0).then(|| Profiles::new(settings.season_buckets, scale_alpha * 4.0)),
             calibrator: Calibrator::new(settings.calibration_level),
             novelty_weight: settings.novelty_weight,
             novelty_tolerance: settings.novelty_tolerance,
@@ -90,8 +89,8 @@ impl Detector {
     /// Scores the next point (`ts_ms` must not go backwards) and learns from it. A non-finite
     /// value scores 0 and is not learnt, so one bad aggregate cannot poison the state.
     pub fn update(&mut self, ts_ms: i64, value: f64) -> Scored {
-        let bucket = self.profile.as_ref().map_or(0, |p| p.bucket(ts_ms));
-        let season = self.profile.as_ref().map_or(0.0, |p| p.offset(bucket));
+        let buckets = self.profiles.as_ref().map_or((0, 0), |p| p.buckets(ts_ms));
+        let (season, bucket_scale) = self.profiles.as_ref().map_or((0.0, 0.0), |p| p.season(buckets));
         let expected = if self.seen == 0 { value } else { self.level + season };
         if !value.is_finite() {
             return Scored { score: 0.0, expected };
@@ -99,7 +98,6 @@ impl Detector {
         let residual = value - expected;
         let floor = RELATIVE_FLOOR * (self.max - self.min).max(self.slow.mean().abs()).max(f64::MIN_POSITIVE);
 
-        let bucket_scale = self.profile.as_ref().map_or(0.0, |p| p.scale(bucket));
         let scale = self.residual.deviation().max(bucket_scale).max(floor);
         let point = (residual - self.residual.mean()).abs() / scale;
         self.fast.update(value - season);
@@ -116,20 +114,20 @@ impl Detector {
             0.0
         };
 
-        self.learn(bucket, value, residual);
+        self.learn(buckets, value, residual);
         Scored { score, expected }
     }
 
-    fn learn(&mut self, bucket: usize, value: f64, residual: f64) {
+    fn learn(&mut self, buckets: (usize, usize), value: f64, residual: f64) {
         self.seen = self.seen.saturating_add(1);
         if self.seen == 1 {
             self.level = value;
         }
-        if let Some(profile) = &mut self.profile {
-            profile.learn(bucket, value - self.level, residual, bucket != self.last_bucket);
-            self.last_bucket = bucket;
-        }
-        let season = self.profile.as_ref().map_or(0.0, |p| p.offset(bucket));
+        let (level, first) = (self.level, self.seen == 1);
+        let season = self.profiles.as_mut().map_or(0.0, |p| {
+            p.learn(buckets, value - level, residual, first);
+            p.season(buckets).0
+        });
         self.level += self.level_alpha * (value - season - self.level);
         self.residual.update(residual);
         self.slow.update(value - season);
@@ -137,8 +135,8 @@ impl Detector {
         self.max = self.max.max(value);
     }
 
-    /// Bytes of state one series costs (the struct plus its seasonal profile).
+    /// Bytes of state one series costs (the struct plus its seasonal profiles).
     pub fn state_bytes(&self) -> usize {
-        size_of::<Self>() + self.profile.as_ref().map_or(0, DailyProfile::heap_bytes)
+        size_of::<Self>() + self.profiles.as_ref().map_or(0, Profiles::heap_bytes)
     }
 }

@@ -115,6 +115,44 @@ fn expected_follows_the_seasonal_baseline() {
     assert!(late.iter().sum::<f64>() / late.len() as f64 <= 0.5);
 }
 
+/// Six weeks of half-hourly points swinging by 10 around 50 once a day, peaking in the
+/// afternoon on weekdays and at night on weekends (the shape of taxi rides or office traffic).
+fn weekly(seed: u64) -> Vec<(i64, f64)> {
+    const HALF_HOUR_MS: i64 = 1_800_000;
+    let mut noise = Noise(seed);
+    (0..6 * 336)
+        .map(|i| {
+            let ts = i * HALF_HOUR_MS;
+            let swing = 10.0 * (std::f64::consts::TAU * (ts % 86_400_000) as f64 / 86_400_000.0).sin();
+            // The epoch was a Thursday, so days 2 and 3 of each week are Saturday and Sunday.
+            let weekend = (2..4).contains(&(ts / 86_400_000 % 7));
+            let value = if weekend { 50.0 - swing } else { 50.0 + swing };
+            (ts, value + SIGMA * noise.gaussian())
+        })
+        .collect()
+}
+
+#[test]
+fn the_weekly_profile_is_chosen_for_a_weekly_series_only() {
+    let chosen = |series: &[(i64, f64)]| {
+        let mut detector = Detector::new(&DetectorSettings::default());
+        series
+            .iter()
+            .map(|&(ts, v)| {
+                detector.update(ts, v);
+                detector.profiles.as_ref().is_some_and(|p| p.weekly_fits_better())
+            })
+            .collect::<Vec<bool>>()
+    };
+    let weekly_series = chosen(&weekly(13));
+    // From the end of the third weekend on (each slice of the week seen twice by then and the
+    // daily profile wrong over a second weekend), the weekly profile is chosen and stays so.
+    assert!(weekly_series[2 * 336 + 4 * 48..].iter().all(|&w| w));
+    for seed in 1..=3 {
+        assert!(!chosen(&seasonal(seed)).contains(&true), "seed {seed}");
+    }
+}
+
 #[test]
 fn state_does_not_grow_with_the_series() {
     let mut detector = Detector::new(&DetectorSettings::default());
@@ -124,7 +162,8 @@ fn state_does_not_grow_with_the_series() {
         detector.update(ts, value);
     }
     assert_eq!(detector.state_bytes(), before);
-    assert!(before < 4096, "{before} bytes per series");
+    // A daily and a weekly profile of 15-minute slices: 96 + 672 buckets of 12 bytes.
+    assert!(before < 10 * 1024, "{before} bytes per series");
 }
 
 #[test]

@@ -10,9 +10,10 @@ use super::model::{Params, State};
 /// Most objective evaluations per fit: bounds the cost of a refit.
 const MAX_EVALUATIONS: usize = 160;
 
-/// Seasons the initial seasonal offsets are averaged over: enough to damp noise, few enough
-/// that the start reflects the start (averaging the whole history was measured to be worse).
-const INITIAL_CYCLES: usize = 3;
+/// Seasons the initial seasonal offsets are averaged over: the first one, so that the start
+/// reflects the start (averaging three seasons or the whole history was measured to be worse
+/// on the tourism sets: quarterly MASE 1.477 with three against 1.471 with one).
+const INITIAL_CYCLES: usize = 1;
 
 /// A fitted model: parameters, the state after the history and the one-step error variance.
 #[derive(Clone, Debug, PartialEq)]

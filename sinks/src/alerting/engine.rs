@@ -217,7 +217,7 @@ impl AlertEngine {
                 .entry(fingerprint.clone())
                 .or_insert_with(|| Instance::new(labels));
             if let Some(transition) = instance.observe(&series, truth, value, time, compiled.timing) {
-                events.push(event(compiled, &fingerprint, instance, transition));
+                events.push(event(compiled, &fingerprint, instance, transition, value));
             }
             if instance.is_idle() {
                 self.instances.remove(&fingerprint);
@@ -254,7 +254,15 @@ impl AlertEngine {
     }
 }
 
-fn event(compiled: &CompiledRule, fingerprint: &str, instance: &Instance, transition: Transition) -> AlertEvent {
+/// `observed` is the value of the observation that caused the transition: a resolved instance
+/// has no troubled series left, and its event still needs a finite value.
+fn event(
+    compiled: &CompiledRule,
+    fingerprint: &str,
+    instance: &Instance,
+    transition: Transition,
+    observed: f64,
+) -> AlertEvent {
     let rule = &compiled.rule;
     let (state, started, ended) = match transition {
         Transition::Fire { started } => (AlertState::Firing, started, None),
@@ -272,7 +280,7 @@ fn event(compiled: &CompiledRule, fingerprint: &str, instance: &Instance, transi
         ),
     };
     let troubled = instance.troubled();
-    let value = troubled.values().copied().fold(f64::NAN, f64::max);
+    let value = troubled.values().copied().reduce(f64::max).unwrap_or(observed);
     let series: Vec<String> = troubled.keys().cloned().collect();
     let summary = match state {
         AlertState::Firing => format!(
@@ -376,6 +384,10 @@ mod tests {
         assert_eq!(events[0].labels.get("service").map(String::as_str), Some("auth"));
         assert_eq!(events[1].state, AlertState::Resolved);
         assert_eq!(events[1].ended_at_ms, Some(6 * MINUTE));
+        assert_eq!(
+            events[1].value, 95.0,
+            "the value that resolved it (notifiers need a finite one)"
+        );
         assert_ne!(events[0].id, events[1].id);
         assert!(engine.active().read().unwrap().is_empty());
     }

@@ -4,8 +4,14 @@
 //!
 //! It runs on its own thread because the sink thread only wakes up when results arrive: a
 //! half-full batch must still go out on time when the pipeline is quiet. Its queues are
-//! bounded on both sides, so when the writers are stuck on a down server the batcher blocks
-//! handing over a batch, the sink blocks handing over a chunk, and the dataflow slows down.
+//! bounded on both sides, so when the writers are stuck (retrying, or the spool is full) the
+//! batcher blocks handing over a batch, the sink blocks handing over a chunk, and the
+//! dataflow slows down.
+//!
+//! Points arrive already split into *lanes* by series (the sink encodes each point into its
+//! lane's chunk), and each lane is batched separately for its own writer: all updates of one
+//! point travel in one lane, in order, which is what keeps a newer value from being overwritten
+//! by an older one (see `delivery.rs`). Self-metrics go to lane 0.
 
 use super::delivery::Batch;
 use super::shared::Shared;
@@ -15,8 +21,10 @@ use std::time::{Duration, Instant};
 
 /// What the sink sends the batcher.
 pub enum Input {
-    /// Encoded points.
+    /// Encoded points of one lane.
     Chunk {
+        /// The lane.
+        lane: usize,
         /// Line protocol.
         lines: Vec<u8>,
         /// Lines in it.
@@ -112,17 +120,23 @@ impl Pending {
 }
 
 /// Runs the batcher until `input` closes, then sends what is left (with a last self-metrics
-/// interval) and returns, which closes `output` and lets the writers finish.
-pub fn run(input: Receiver<Input>, output: Sender<Batch>, shared: Arc<Shared>, settings: Settings) {
-    let mut pending = Pending::default();
+/// interval) and returns, which closes `outputs` (one per lane) and lets the writers finish.
+pub fn run(input: Receiver<Input>, outputs: Vec<Sender<Batch>>, shared: Arc<Shared>, settings: Settings) {
+    let mut lanes: Vec<Pending> = outputs.iter().map(|_| Pending::default()).collect();
     let mut next_metrics = settings.self_metrics.as_ref().map(|(every, _)| Instant::now() + *every);
-    let send = |pending: &mut Pending, all: bool| -> bool {
+    let send_lane = |lane: usize, pending: &mut Pending, all: bool| -> bool {
         while pending.count >= settings.batch_points || (all && pending.count > 0) {
-            if output.send(pending.take(settings.batch_points)).is_err() {
+            if outputs[lane].send(pending.take(settings.batch_points)).is_err() {
                 return false;
             }
         }
         true
+    };
+    let send = |lanes: &mut [Pending], due: &dyn Fn(&Pending) -> bool| -> bool {
+        lanes.iter_mut().enumerate().all(|(lane, pending)| {
+            let all = due(pending);
+            send_lane(lane, pending, all)
+        })
     };
     let metrics = |pending: &mut Pending| {
         if let Some((_, instance)) = &settings.self_metrics {
@@ -137,7 +151,8 @@ pub fn run(input: Receiver<Input>, output: Sender<Batch>, shared: Arc<Shared>, s
         }
     };
     loop {
-        let deadline = [pending.oldest().map(|t| t + settings.flush_interval), next_metrics]
+        let oldest = lanes.iter().filter_map(Pending::oldest).min();
+        let deadline = [oldest.map(|t| t + settings.flush_interval), next_metrics]
             .into_iter()
             .flatten()
             .min();
@@ -147,27 +162,29 @@ pub fn run(input: Receiver<Input>, output: Sender<Batch>, shared: Arc<Shared>, s
         };
         let sent = match received {
             Ok(Input::Chunk {
+                lane,
                 lines,
                 points,
                 received,
             }) => {
-                pending.push(&lines, points, received, true);
-                send(&mut pending, false)
+                lanes[lane].push(&lines, points, received, true);
+                send_lane(lane, &mut lanes[lane], false)
             }
-            Ok(Input::Flush) => send(&mut pending, true),
+            Ok(Input::Flush) => send(&mut lanes, &|_| true),
             Err(RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
                 if let Some(at) = next_metrics.filter(|at| *at <= now) {
                     let every = settings.self_metrics.as_ref().map_or(Duration::ZERO, |(e, _)| *e);
                     next_metrics = Some(at + every);
-                    metrics(&mut pending);
+                    metrics(&mut lanes[0]);
                 }
-                let due = pending.oldest().is_some_and(|t| t + settings.flush_interval <= now);
-                send(&mut pending, due)
+                send(&mut lanes, &|pending| {
+                    pending.oldest().is_some_and(|t| t + settings.flush_interval <= now)
+                })
             }
             Err(RecvTimeoutError::Disconnected) => {
-                metrics(&mut pending);
-                send(&mut pending, true);
+                metrics(&mut lanes[0]);
+                send(&mut lanes, &|_| true);
                 return;
             }
         };
@@ -211,8 +228,13 @@ mod tests {
     fn run_with(settings: Settings, inputs: Vec<Input>) -> Vec<Batch> {
         let (input_tx, input_rx) = crossbeam_channel::bounded(4);
         let (output_tx, output_rx) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared::new(super::super::rejected::RejectedFile::new("unused".into())));
-        let handle = std::thread::spawn(move || run(input_rx, output_tx, shared, settings));
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = super::super::spool::Spool::open(dir.path(), 1 << 20).unwrap();
+        let shared = Arc::new(Shared::new(
+            super::super::rejected::RejectedFile::new("unused".into()),
+            spool,
+        ));
+        let handle = std::thread::spawn(move || run(input_rx, vec![output_tx], shared, settings));
         for input in inputs {
             input_tx.send(input).unwrap();
         }
@@ -224,6 +246,7 @@ mod tests {
 
     fn chunk(n: usize) -> Input {
         Input::Chunk {
+            lane: 0,
             lines: lines(n, "x"),
             points: n as u32,
             received: Instant::now(),
@@ -244,6 +267,48 @@ mod tests {
             vec![4, 2],
             "the 2 left over went out on the timer, before the close"
         );
+    }
+
+    #[test]
+    fn each_lane_is_batched_for_its_own_writer_in_order() {
+        let (input_tx, input_rx) = crossbeam_channel::bounded(4);
+        let lanes: Vec<_> = (0..2).map(|_| crossbeam_channel::unbounded()).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = super::super::spool::Spool::open(dir.path(), 1 << 20).unwrap();
+        let shared = Arc::new(Shared::new(
+            super::super::rejected::RejectedFile::new("unused".into()),
+            spool,
+        ));
+        let settings = Settings {
+            batch_points: 3,
+            flush_interval: Duration::from_secs(60),
+            self_metrics: None,
+        };
+        let outputs = lanes.iter().map(|(tx, _)| tx.clone()).collect();
+        let handle = std::thread::spawn(move || run(input_rx, outputs, shared, settings));
+        for (lane, tag) in [(1, "a"), (0, "b"), (1, "c")] {
+            input_tx
+                .send(Input::Chunk {
+                    lane,
+                    lines: lines(2, tag),
+                    points: 2,
+                    received: Instant::now(),
+                })
+                .unwrap();
+        }
+        drop(input_tx);
+        handle.join().unwrap();
+        let text = |lane: usize| -> String {
+            lanes[lane]
+                .1
+                .try_iter()
+                .map(|b| String::from_utf8(b.lines).unwrap())
+                .collect()
+        };
+        assert_eq!(text(0), String::from_utf8(lines(2, "b")).unwrap());
+        let mut expected = lines(2, "a");
+        expected.extend(lines(2, "c"));
+        assert_eq!(text(1), String::from_utf8(expected).unwrap());
     }
 
     #[test]

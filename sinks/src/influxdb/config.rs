@@ -17,6 +17,10 @@
 //! initial_backoff = "100ms"      # first retry delay, doubled per attempt, with jitter
 //! max_backoff = "30s"
 //! rejected_path = "influxdb-rejected.ndjson"   # batches the server refused (HTTP 4xx)
+//! # spool_dir = "spool"          # batches kept on disk while the server is down; default:
+//!                                # influxdb-spool in [sinks.files] dir, else tidemark-out/influxdb-spool
+//! spool_max_bytes = 1073741824   # 1 GiB; when full, the sink stops accepting (backpressure)
+//! spool_after = "5s"             # how long a batch is retried in memory before it is spooled
 //! self_metrics = true            # tidemark_sink / tidemark_pipeline / tidemark_dead_letters
 //! self_metrics_interval = "10s"
 //! instance = "tidemark"          # the `instance` tag of the self-metrics
@@ -79,6 +83,15 @@ pub struct InfluxDbConfig {
     pub max_backoff: Duration,
     /// Where batches the server refused are kept (NDJSON, appended).
     pub rejected_path: PathBuf,
+    /// The spool's directory: batches the server could not take, replayed in order when it
+    /// answers again, and at the next start (default: [`DEFAULT_SPOOL_DIR`], or
+    /// `influxdb-spool` in the file sinks' directory — `tidemark run` fills that in).
+    pub spool_dir: Option<PathBuf>,
+    /// The spool's capacity in bytes; when full, the sink stops accepting results.
+    pub spool_max_bytes: u64,
+    /// How long a batch is retried in memory before it goes to the spool.
+    #[serde(with = "humantime_serde")]
+    pub spool_after: Duration,
     /// Write tidemark's own metrics too.
     pub self_metrics: bool,
     /// How often self-metrics are written.
@@ -106,6 +119,9 @@ impl Default for InfluxDbConfig {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
             rejected_path: PathBuf::from("influxdb-rejected.ndjson"),
+            spool_dir: None,
+            spool_max_bytes: 1 << 30,
+            spool_after: Duration::from_secs(5),
             self_metrics: true,
             self_metrics_interval: Duration::from_secs(10),
             instance: "tidemark".into(),
@@ -124,6 +140,14 @@ pub struct InfluxDbConfigError {
     /// How to fix it.
     pub fix: String,
 }
+
+/// Where the spool goes when neither `spool_dir` nor a file sinks' directory says.
+pub const DEFAULT_SPOOL_DIR: &str = "tidemark-out/influxdb-spool";
+
+/// The spool's smallest capacity: a few batches (a gzipped batch of 5000 points is ~100 KiB).
+const MIN_SPOOL_BYTES: u64 = 1 << 20;
+/// Its largest: 1 TiB.
+const MAX_SPOOL_BYTES: u64 = 1 << 40;
 
 fn problem(key: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> InfluxDbConfigError {
     InfluxDbConfigError {
@@ -232,6 +256,29 @@ impl InfluxDbConfig {
                 "use a host or pod name, e.g. \"tidemark-0\"",
             ));
         }
+        if self.spool_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err(problem(
+                "spool_dir",
+                "is empty",
+                "name a directory on a persistent volume, e.g. \"tidemark-out/influxdb-spool\"",
+            ));
+        }
+        if !(MIN_SPOOL_BYTES..=MAX_SPOOL_BYTES).contains(&self.spool_max_bytes) {
+            return Err(problem(
+                "spool_max_bytes",
+                format!(
+                    "{} is outside {MIN_SPOOL_BYTES}..={MAX_SPOOL_BYTES}",
+                    self.spool_max_bytes
+                ),
+                "give the bytes the spool may use on disk, e.g. 1073741824 (1 GiB)",
+            ));
+        }
+        within(
+            "spool_after",
+            self.spool_after,
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        )?;
         if self.rejected_path.as_os_str().is_empty() {
             return Err(problem(
                 "rejected_path",
@@ -269,6 +316,13 @@ impl InfluxDbConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The spool's directory.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.spool_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR))
     }
 
     /// The token from the environment variable named by `token_env`, if any.
@@ -360,6 +414,9 @@ mod tests {
             ("initial_backoff = \"10s\"\nmax_backoff = \"1s\"", "max_backoff"),
             ("database = \"\"", "database"),
             ("instance = \"\"", "instance"),
+            ("spool_dir = \"\"", "spool_dir"),
+            ("spool_max_bytes = 1000", "spool_max_bytes"),
+            ("spool_after = \"2h\"", "spool_after"),
         ];
         for (text, key) in cases {
             let err = parse(text).validate().unwrap_err();

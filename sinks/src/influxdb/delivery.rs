@@ -1,23 +1,37 @@
 //! Sending batches: the HTTP endpoint, and the writer threads that retry until the server
-//! takes a batch or refuses it for good.
+//! takes a batch, refuses it for good, or has failed for `spool_after` — then the batch goes
+//! to the on-disk spool.
 //!
 //! Answers are classified once, here: 2xx is written; 429, 5xx and connection errors or
-//! timeouts are transient (retried with backoff, forever — the batch was acknowledged to the
-//! pipeline, so it must not be dropped; meanwhile the bounded queues fill and the dataflow
-//! slows down: backpressure); 400 is a batch the server cannot take (kept in the rejected file
-//! with the server's message, never retried, the run goes on); any other 4xx or a redirect is
-//! a configuration problem (bad token, missing database) — the batch is kept likewise and the
-//! sink stops the run with the fix, since every later batch would meet the same answer.
+//! timeouts are transient (retried with backoff for `spool_after`, then spooled: the batch was
+//! acknowledged to the pipeline, so it must not be dropped, and the pipeline need not wait
+//! for the server while the spool has room); 400 is a batch the server cannot take (kept in
+//! the rejected file with the server's message, never retried, the run goes on); any other
+//! 4xx or a redirect is a configuration problem (bad token, missing database) — the batch is
+//! kept likewise and the sink stops the run with the fix, since every later batch would meet
+//! the same answer.
+//!
+//! **Order.** A point's later value must reach the server after its earlier one, or the
+//! upsert keeps the stale value. Each writer owns one *lane* — the points of a fixed share of
+//! the series (see `batcher.rs`) — and delivers its batches one at a time, so a lane's batches
+//! arrive in order. The spool keeps that order: while it holds anything, every writer appends
+//! to it instead of writing directly, and the drain replays it oldest first, deleting a
+//! record only after the server took it. A lane therefore writes directly again only once
+//! all its spooled batches are in the server.
 
 use super::config::InfluxDbConfig;
+use super::frame::Record;
 use super::rejected::Rejection;
 use super::shared::Shared;
+use super::spool::AppendError;
+use super::stats::ErrorClass;
 use crate::backoff::Backoff;
 use crossbeam_channel::{Receiver, TryRecvError};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use std::borrow::Cow;
 use std::io::Write;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
@@ -35,14 +49,23 @@ pub struct Batch {
 
 /// What the server made of one request.
 #[derive(Debug, PartialEq)]
-enum Answer {
+pub enum Answer {
+    /// Stored.
     Written,
+    /// Worth retrying.
     Transient {
+        /// What failed.
+        class: ErrorClass,
+        /// The error or the server's message.
         reason: String,
+        /// The server's `Retry-After`.
         retry_after: Option<Duration>,
     },
+    /// Never worth retrying.
     Refused {
+        /// The HTTP status.
         status: u16,
+        /// The server's message.
         message: String,
     },
 }
@@ -83,7 +106,7 @@ impl Endpoint {
 
     /// The request body for `lines`: gzip level 1, which shrinks line protocol about tenfold
     /// at a few hundred MB/s — the cheapest way to halve a batch's time on the wire.
-    fn body<'a>(&self, lines: &'a [u8]) -> Cow<'a, [u8]> {
+    pub fn body<'a>(&self, lines: &'a [u8]) -> Cow<'a, [u8]> {
         if !self.gzip {
             return Cow::Borrowed(lines);
         }
@@ -92,7 +115,13 @@ impl Endpoint {
         Cow::Owned(encoder.finish().expect("writing to memory"))
     }
 
-    fn post(&self, body: &[u8]) -> Answer {
+    /// Whether [`body`](Self::body) compresses.
+    pub fn gzip(&self) -> bool {
+        self.gzip
+    }
+
+    /// Sends one request; `gzip` says whether `body` is compressed.
+    pub fn post(&self, body: &[u8], gzip: bool) -> Answer {
         let mut request = self
             .agent
             .post(&self.url)
@@ -100,7 +129,7 @@ impl Endpoint {
         for (key, value) in &self.query {
             request = request.query(key, value);
         }
-        if self.gzip {
+        if gzip {
             request = request.header("Content-Encoding", "gzip");
         }
         if let Some(authorization) = &self.authorization {
@@ -109,7 +138,12 @@ impl Endpoint {
         let mut response = match request.send(body) {
             Ok(response) => response,
             Err(e) => {
+                let class = match e {
+                    ureq::Error::Timeout(_) => ErrorClass::Timeout,
+                    _ => ErrorClass::Connection,
+                };
                 return Answer::Transient {
+                    class,
                     reason: e.to_string(),
                     retry_after: None,
                 };
@@ -133,6 +167,11 @@ impl Endpoint {
         let message = server_message(&text);
         if status == 429 || (500..600).contains(&status) {
             Answer::Transient {
+                class: if status == 429 {
+                    ErrorClass::Throttled
+                } else {
+                    ErrorClass::Server
+                },
                 reason: format!("HTTP {status}: {message}"),
                 retry_after,
             }
@@ -162,7 +201,7 @@ fn server_message(text: &str) -> String {
 }
 
 /// How to fix a refusal that is about the configuration rather than one batch.
-fn fix_for(status: u16) -> &'static str {
+pub fn fix_for(status: u16) -> &'static str {
     match status {
         401 | 403 => "check the token in the variable named by sinks.influxdb.token_env and its write permission",
         404 => "create the database (InfluxQL: CREATE DATABASE …) or bucket, or fix sinks.influxdb.url/database/bucket",
@@ -172,15 +211,16 @@ fn fix_for(status: u16) -> &'static str {
     }
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock epoch ms.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// One writer thread's job: deliver every batch from `batches` until the channel closes.
-/// When `stop` closes (the sink was dropped without `finish`), batches get one attempt each
-/// and then go to the rejected file instead of waiting for the server.
+/// One writer thread's job: deliver every batch of its lane, in order, until the lane closes.
+/// When `stop` closes (the sink was dropped without `finish`), a failing batch goes to the
+/// spool at once, or to the rejected file when the spool is full.
 pub struct Writer {
     /// The server.
     pub endpoint: std::sync::Arc<Endpoint>,
@@ -190,6 +230,8 @@ pub struct Writer {
     pub initial_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+    /// How long a batch is retried before it is spooled.
+    pub spool_after: Duration,
     /// Seed of this writer's jitter.
     pub seed: u64,
 }
@@ -203,10 +245,16 @@ impl Writer {
     }
 
     fn deliver(&self, batch: &Batch, stop: &Receiver<()>) {
-        let stats = &self.shared.stats;
+        let (stats, spool) = (&self.shared.stats, &self.shared.spool);
         let body = self.endpoint.body(&batch.lines);
+        if !spool.is_empty() {
+            self.spool(batch, body);
+            return;
+        }
+        let started = Instant::now();
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff, 0.5, self.seed ^ now_ms() as u64);
         let mut attempt = 0u32;
+        let mut retrying = false;
         loop {
             if let Some(reason) = self.shared.failure() {
                 self.refuse(
@@ -214,11 +262,11 @@ impl Writer {
                     None,
                     &format!("not sent: the sink stopped after an earlier error: {reason}"),
                 );
-                return;
+                break;
             }
             attempt += 1;
             stats.requests.add(1);
-            match self.endpoint.post(&body) {
+            match self.endpoint.post(&body, self.endpoint.gzip()) {
                 Answer::Written => {
                     let now = Instant::now();
                     for (arrived, points) in &batch.arrivals {
@@ -227,9 +275,10 @@ impl Writer {
                     stats.points_written.add(u64::from(batch.points));
                     self.shared.settle(u64::from(batch.data_points));
                     debug!(points = batch.points, attempt, "batch written");
-                    return;
+                    break;
                 }
                 Answer::Refused { status, message } => {
+                    stats.failed(ErrorClass::Refused);
                     let fatal = status != 400;
                     self.refuse(batch, Some(status), &message);
                     if fatal {
@@ -243,24 +292,66 @@ impl Writer {
                         warn!(status, %message, points = batch.points, file = %self.shared.rejected_path(),
                             "the server refused a batch; kept it in the rejected file");
                     }
-                    return;
+                    break;
                 }
-                Answer::Transient { reason, retry_after } => {
-                    if matches!(stop.try_recv(), Err(TryRecvError::Disconnected)) {
-                        self.refuse(
-                            batch,
-                            None,
-                            &format!("not sent: the run stopped while the server failed: {reason}"),
-                        );
-                        return;
+                Answer::Transient {
+                    class,
+                    reason,
+                    retry_after,
+                } => {
+                    stats.failed(class);
+                    let stopping = matches!(stop.try_recv(), Err(TryRecvError::Disconnected));
+                    if stopping || started.elapsed() >= self.spool_after || !spool.is_empty() {
+                        warn!(attempt, %reason, points = batch.points, spool = %spool.dir().display(),
+                            "writing to InfluxDB keeps failing; spooling the batch to disk (replayed in order when the server answers)");
+                        self.spool(batch, body);
+                        break;
+                    }
+                    if !retrying {
+                        retrying = true;
+                        stats.retrying.fetch_add(1, Relaxed);
                     }
                     stats.retries.add(1);
                     let delay = backoff.delay(retry_after);
                     warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, points = batch.points,
-                        "writing to InfluxDB failed; retrying (the pipeline slows down meanwhile)");
-                    // An interruptible sleep: `stop` closing ends it early for one last attempt.
+                        "writing to InfluxDB failed; retrying");
+                    // An interruptible sleep: `stop` closing ends it early.
                     let _ = stop.recv_timeout(delay);
                 }
+            }
+        }
+        if retrying {
+            stats.retrying.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Appends the batch to the spool; once synced, it counts as settled.
+    fn spool(&self, batch: &Batch, body: Cow<'_, [u8]>) {
+        let stats = &self.shared.stats;
+        let record = Record {
+            body: body.into_owned(),
+            points: batch.points,
+            gzip: self.endpoint.gzip(),
+        };
+        match self.shared.spool.append(&record) {
+            Ok(()) => {
+                stats.batches_spooled.add(1);
+                stats.points_spooled.add(u64::from(batch.points));
+                self.shared.settle(u64::from(batch.data_points));
+            }
+            Err(AppendError::Full) => self.refuse(
+                batch,
+                None,
+                "not sent: the run stopped while the server failed and the spool was full",
+            ),
+            Err(AppendError::Io(e)) => {
+                let dir = self.shared.spool.dir().display().to_string();
+                self.refuse(batch, None, &format!("not spooled: {e}"));
+                self.shared.fail(format!(
+                    "writing to the spool in {dir} failed: {e}; free disk space or set sinks.influxdb.spool_dir \
+                     to a writable directory (the batch is kept in {})",
+                    self.shared.rejected_path()
+                ));
             }
         }
     }

@@ -1,14 +1,15 @@
-//! State shared by the sink, its batcher and its writers: counters, what is still unsettled,
-//! the rejected-batch file, and the first fatal error.
+//! State shared by the sink, its batcher, its writers and the spool's drain: counters, what is
+//! still unsettled, the spool, the rejected-batch file, and the first fatal error.
 
 use super::rejected::{RejectedFile, Rejection};
+use super::spool::Spool;
 use super::stats::SinkStats;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 use tracing::error;
 
 /// Data points accepted by [`write`](crate::Sink::write) and settled (acknowledged by the
-/// server or kept in the rejected file). Everything accepted is settled before `flush` or
+/// server, synced to the spool, or kept in the rejected file). Everything accepted is settled before `flush` or
 /// `finish` return; that is the sink's acknowledgement.
 #[derive(Default)]
 struct Progress {
@@ -20,6 +21,8 @@ struct Progress {
 pub struct Shared {
     /// Counters and self-metrics.
     pub stats: SinkStats,
+    /// Batches waiting on disk for the server.
+    pub spool: Spool,
     progress: Mutex<Progress>,
     changed: Condvar,
     fatal: Mutex<Option<String>>,
@@ -27,10 +30,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Fresh state; refused batches go to `rejected`.
-    pub fn new(rejected: RejectedFile) -> Self {
+    /// Fresh state; refused batches go to `rejected`, failing ones to `spool`.
+    pub fn new(rejected: RejectedFile, spool: Spool) -> Self {
         Shared {
             stats: SinkStats::new(),
+            spool,
             progress: Mutex::default(),
             changed: Condvar::new(),
             fatal: Mutex::new(None),

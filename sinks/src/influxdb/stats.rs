@@ -10,7 +10,7 @@
 
 use crate::line_protocol::Line;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 use tidemark_schemas::DeadLetterReason;
 
@@ -37,6 +37,43 @@ impl Counter {
     /// The increase since the last call.
     fn take_interval(&self) -> u64 {
         self.interval.swap(0, Relaxed)
+    }
+}
+
+/// Why a write failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// No connection (refused, reset, DNS).
+    Connection,
+    /// No answer within `timeout`.
+    Timeout,
+    /// HTTP 429.
+    Throttled,
+    /// HTTP 5xx.
+    Server,
+    /// Any other 4xx or a redirect: never retried.
+    Refused,
+}
+
+impl ErrorClass {
+    /// Every class, in label order.
+    pub const ALL: [ErrorClass; 5] = [
+        ErrorClass::Connection,
+        ErrorClass::Timeout,
+        ErrorClass::Throttled,
+        ErrorClass::Server,
+        ErrorClass::Refused,
+    ];
+
+    /// The `class` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Connection => "connection",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Throttled => "throttled",
+            ErrorClass::Server => "server",
+            ErrorClass::Refused => "refused",
+        }
     }
 }
 
@@ -119,6 +156,18 @@ pub struct SinkStats {
     pub requests: Counter,
     /// Requests that failed and were retried.
     pub retries: Counter,
+    /// Failed requests, by [`ErrorClass`].
+    errors: [Counter; ErrorClass::ALL.len()],
+    /// Writers retrying a batch in memory right now.
+    pub retrying: AtomicUsize,
+    /// Batches appended to the spool.
+    pub batches_spooled: Counter,
+    /// Points in them.
+    pub points_spooled: Counter,
+    /// Spooled batches the server took on replay.
+    pub batches_replayed: Counter,
+    /// Points in them.
+    pub points_replayed: Counter,
     /// Largest wall-clock delay after a window's end at which its final row arrived this
     /// interval, ms (`i64::MIN`: none).
     watermark_delay_ms: AtomicI64,
@@ -137,6 +186,16 @@ impl SinkStats {
     /// Counts `n` dead letters of `reason`.
     pub fn dead_lettered(&self, reason: DeadLetterReason, n: u64) {
         self.dead_letters[reason as usize].add(n);
+    }
+
+    /// Counts a failed request.
+    pub fn failed(&self, class: ErrorClass) {
+        self.errors[class as usize].add(1);
+    }
+
+    /// Failed requests of `class` so far.
+    pub fn errors(&self, class: ErrorClass) -> u64 {
+        self.errors[class as usize].total()
     }
 
     /// Notes that a final row of a window ending at `window_end_ms` arrived at `now_ms`.

@@ -4,8 +4,8 @@
 //! [`AlertEvent`]s reach the live sink with the other results, which
 //! [`apply`](AlertBoard::apply)s them here and publishes them on the live stream. Without an
 //! engine the board is simply empty. Silences set through the API are kept here, so the API
-//! can set and list them and an engine can ask [`is_silenced`](AlertBoard::is_silenced)
-//! before delivering a notification.
+//! can set and list them, and the alert engine's stage asks [`mutes`](AlertBoard::mutes)
+//! before delivering a notification (one silence set for the listing and the deliveries).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -73,9 +73,13 @@ pub struct SilenceMatcher {
 
 impl SilenceMatcher {
     fn matches(&self, alert: &Alert) -> bool {
-        self.alert_id.as_ref().is_none_or(|id| *id == alert.id)
-            && self.rule.as_ref().is_none_or(|rule| *rule == alert.rule)
-            && self.series.as_ref().is_none_or(|series| alert.series.contains(series))
+        self.matches_parts(&alert.id, &alert.rule, &alert.series)
+    }
+
+    fn matches_parts(&self, id: &str, rule: &str, series: &[String]) -> bool {
+        self.alert_id.as_ref().is_none_or(|want| want == id)
+            && self.rule.as_ref().is_none_or(|want| want == rule)
+            && self.series.as_ref().is_none_or(|want| series.contains(want))
     }
 
     fn is_empty(&self) -> bool {
@@ -195,6 +199,23 @@ impl AlertBoard {
         silence_for(&board.silences, alert, now_ms).is_some()
     }
 
+    /// Whether a silence set through the API mutes an engine event at `now_ms`: the alert
+    /// engine's stage asks this before notifying (before the live sink applies the event), so
+    /// an API silence stops deliveries, not only the listing.
+    pub fn mutes(&self, event: &AlertEvent, now_ms: i64) -> bool {
+        let board = self.board.read().unwrap_or_else(PoisonError::into_inner);
+        // A resolved event names no series (none is in trouble any more): match the series the
+        // alert fired for, still on the board until the live sink applies the resolve.
+        let series = match board.active.get(&event.fingerprint) {
+            Some(alert) if event.series.is_empty() => &alert.series,
+            _ => &event.series,
+        };
+        board
+            .silences
+            .iter()
+            .any(|s| s.until_ms > now_ms && s.matcher.matches_parts(&event.fingerprint, &event.rule, series))
+    }
+
     /// Adds a silence until `until_ms`.
     pub fn silence(
         &self,
@@ -308,6 +329,9 @@ mod tests {
         let alert = Alert::from_event(&event("f1", "cpu", AlertState::Firing));
         assert!(board.is_silenced(&alert, 4999));
         assert!(!board.is_silenced(&alert, 5000));
+        assert!(board.mutes(&event("f1", "cpu", AlertState::Resolved), 4999));
+        assert!(!board.mutes(&event("f2", "disk", AlertState::Firing), 4999));
+        assert!(!board.mutes(&event("f1", "cpu", AlertState::Firing), 5000));
         assert_eq!(board.silences(2000).len(), 1);
         assert!(board.unsilence(&silence.id));
         assert!(board.silences(2000).is_empty());

@@ -12,6 +12,9 @@
 
 pub mod alerts;
 pub mod event;
+pub mod frame;
+pub mod history;
+pub mod index;
 pub mod journal;
 pub mod metrics;
 pub mod sink;
@@ -20,10 +23,13 @@ pub mod timed;
 
 pub use alerts::{Alert, AlertBoard, AlertView, Silence, SilenceError, SilenceMatcher};
 pub use event::{AlertChange, LiveEvent};
+pub use frame::{Column, Frame};
+pub use history::{History, HistoryError, StoredSeries};
+pub use index::{MetricIndex, TagColumn};
 pub use journal::{Chunk, Journal, Read};
 pub use metrics::LiveMetrics;
 pub use sink::LiveSink;
-pub use store::{LiveStore, SeriesEntry, StoreLimits, StoreView, WindowRing};
+pub use store::{LiveStore, MetricView, SeriesEntry, StoreLimits, StoreView, WindowRing};
 pub use timed::Timed;
 
 use crate::Sink;
@@ -53,7 +59,7 @@ impl Default for LiveSettings {
 pub struct Live {
     store: LiveStore,
     journal: Journal,
-    alerts: AlertBoard,
+    alerts: Arc<AlertBoard>,
     metrics: LiveMetrics,
     attached: AtomicBool,
 }
@@ -64,7 +70,7 @@ impl Live {
         Arc::new(Live {
             store: LiveStore::new(settings.store),
             journal: Journal::new(settings.replay_events),
-            alerts: AlertBoard::default(),
+            alerts: Arc::default(),
             metrics: LiveMetrics::default(),
             attached: AtomicBool::new(false),
         })
@@ -94,6 +100,11 @@ impl Live {
     /// Active alerts and silences.
     pub fn alerts(&self) -> &AlertBoard {
         &self.alerts
+    }
+
+    /// The alert board, shared with the alert engine's stage so API silences mute deliveries.
+    pub fn alert_board(&self) -> Arc<AlertBoard> {
+        self.alerts.clone()
     }
 
     /// The sink-side instruments.

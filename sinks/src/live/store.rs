@@ -6,10 +6,12 @@
 //! without limit. The sink applies a whole batch under one write lock; readers (queries,
 //! discovery, exports, snapshots) take the read lock briefly.
 
+use super::frame::Frame;
+use super::index::{MetricIndex, TagColumn};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use tidemark_schemas::series::split_key;
-use tidemark_schemas::{Aggregates, AnomalyScore, ForecastPoint, OutputBatch, SeriesId};
+use tidemark_schemas::{Aggregates, AnomalyScore, ForecastPoint, OutputBatch, SeriesId, WindowUpdate};
 
 /// How much the store keeps.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +111,9 @@ impl WindowRing {
 #[derive(Debug)]
 pub struct SeriesEntry {
     key: Arc<str>,
+    /// Index of its metric in the store, and its position among the metric's series.
+    metric: u32,
+    position: u32,
     windows: Vec<WindowRing>,
     anomalies: VecDeque<AnomalyScore>,
     forecasts: Vec<ForecastPoint>,
@@ -196,36 +201,64 @@ impl SeriesEntry {
     }
 }
 
+/// Series live in a slab (`entries`, in arrival order, never removed) so the metric index can
+/// refer to them by slot instead of hashing ids again on every query.
 #[derive(Debug, Default)]
 struct State {
-    series: HashMap<SeriesId, SeriesEntry>,
-    by_metric: HashMap<Box<str>, Vec<SeriesId>>,
+    entries: Vec<SeriesEntry>,
+    slots: HashMap<SeriesId, u32>,
+    metric_ids: HashMap<Box<str>, u32>,
+    metrics: Vec<MetricIndex>,
 }
 
 impl State {
-    fn entry(&mut self, id: SeriesId, key: &Arc<str>, max_series: usize) -> Option<&mut SeriesEntry> {
-        if !self.series.contains_key(&id) {
-            if self.series.len() >= max_series {
-                return None;
-            }
-            let metric = split_key(key).0;
-            match self.by_metric.get_mut(metric) {
-                Some(ids) => ids.push(id),
-                None => {
-                    self.by_metric.insert(metric.into(), vec![id]);
-                }
-            }
-            self.series.insert(
-                id,
-                SeriesEntry {
-                    key: key.clone(),
-                    windows: Vec::new(),
-                    anomalies: VecDeque::new(),
-                    forecasts: Vec::new(),
-                },
-            );
+    /// The slot of a series, added if new and under the cap.
+    fn slot(&mut self, id: SeriesId, key: &Arc<str>, max_series: usize) -> Option<usize> {
+        if let Some(slot) = self.slots.get(&id) {
+            return Some(*slot as usize);
         }
-        self.series.get_mut(&id)
+        if self.entries.len() >= max_series {
+            return None;
+        }
+        let slot = self.entries.len();
+        let (metric, tags) = split_key(key);
+        let metric = match self.metric_ids.get(metric) {
+            Some(index) => *index,
+            None => {
+                let index = self.metrics.len() as u32;
+                self.metrics.push(MetricIndex::default());
+                self.metric_ids.insert(metric.into(), index);
+                index
+            }
+        };
+        let position = self.metrics[metric as usize].add(slot as u32, tags);
+        self.slots.insert(id, slot as u32);
+        self.entries.push(SeriesEntry {
+            key: key.clone(),
+            metric,
+            position,
+            windows: Vec::new(),
+            anomalies: VecDeque::new(),
+            forecasts: Vec::new(),
+        });
+        Some(slot)
+    }
+
+    fn entry(&mut self, id: SeriesId, key: &Arc<str>, max_series: usize) -> Option<&mut SeriesEntry> {
+        let slot = self.slot(id, key, max_series)?;
+        self.entries.get_mut(slot)
+    }
+
+    /// Upserts a window into the series' ring and its metric's frame.
+    fn upsert(&mut self, slot: usize, row: &WindowUpdate, limits: &StoreLimits) {
+        let entry = &mut self.entries[slot];
+        let ring = entry.ring_mut(row.window_ms, limits);
+        ring.upsert(row.window_start, &row.aggregates);
+        let oldest = ring.oldest_start().unwrap_or(row.window_start);
+        let keep = ring.keep;
+        self.metrics[entry.metric as usize]
+            .frame_mut(row.window_ms, keep)
+            .upsert(entry.position as usize, row.window_start, &row.aggregates, oldest);
     }
 }
 
@@ -241,20 +274,23 @@ pub struct StoreView<'s> {
     state: RwLockReadGuard<'s, State>,
 }
 
-impl StoreView<'_> {
+impl<'s> StoreView<'s> {
     /// Number of series held.
     pub fn len(&self) -> usize {
-        self.state.series.len()
+        self.state.entries.len()
     }
 
     /// Whether no series is held.
     pub fn is_empty(&self) -> bool {
-        self.state.series.is_empty()
+        self.state.entries.is_empty()
     }
 
     /// One series by id.
     pub fn get(&self, id: SeriesId) -> Option<&SeriesEntry> {
-        self.state.series.get(&id)
+        self.state
+            .slots
+            .get(&id)
+            .map(|slot| &self.state.entries[*slot as usize])
     }
 
     /// One series by key.
@@ -262,28 +298,69 @@ impl StoreView<'_> {
         self.get(SeriesId::of_key(key))
     }
 
+    /// One metric's series, interned tags and window frames.
+    pub fn metric(&self, metric: &str) -> Option<MetricView<'_>> {
+        self.state.metric_ids.get(metric).map(|index| MetricView {
+            index: &self.state.metrics[*index as usize],
+            entries: &self.state.entries,
+        })
+    }
+
     /// Every series of one metric, in arrival order.
     pub fn of_metric(&self, metric: &str) -> impl Iterator<Item = &SeriesEntry> {
-        self.state
-            .by_metric
-            .get(metric)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.state.series.get(id))
+        self.metric(metric).into_iter().flat_map(|m| m.iter())
     }
 
     /// Every series, metric by metric (metrics sorted by name).
     pub fn all(&self) -> impl Iterator<Item = &SeriesEntry> {
-        let mut metrics: Vec<&str> = self.state.by_metric.keys().map(|m| &**m).collect();
-        metrics.sort_unstable();
-        metrics.into_iter().flat_map(|m| self.of_metric(m))
+        self.metrics().into_iter().flat_map(|m| self.of_metric(m))
     }
 
     /// The metric names, sorted.
     pub fn metrics(&self) -> Vec<&str> {
-        let mut metrics: Vec<&str> = self.state.by_metric.keys().map(|m| &**m).collect();
+        let mut metrics: Vec<&str> = self.state.metric_ids.keys().map(|m| &**m).collect();
         metrics.sort_unstable();
         metrics
+    }
+}
+
+/// One metric's series, by position (arrival order), with its tag columns.
+#[derive(Clone, Copy)]
+pub struct MetricView<'v> {
+    index: &'v MetricIndex,
+    entries: &'v [SeriesEntry],
+}
+
+impl<'v> MetricView<'v> {
+    /// Number of series of the metric.
+    pub fn len(&self) -> usize {
+        self.index.slots().len()
+    }
+
+    /// Whether the metric has no series (never true for a metric the store lists).
+    pub fn is_empty(&self) -> bool {
+        self.index.slots().is_empty()
+    }
+
+    /// The series at `position`.
+    pub fn series(&self, position: usize) -> &'v SeriesEntry {
+        &self.entries[self.index.slots()[position] as usize]
+    }
+
+    /// The series in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = &'v SeriesEntry> + use<'v> {
+        let entries = self.entries;
+        self.index.slots().iter().map(move |slot| &entries[*slot as usize])
+    }
+
+    /// The column of one tag key, if any series of the metric has it.
+    pub fn column(&self, tag: &str) -> Option<&'v TagColumn> {
+        self.index.column(tag)
+    }
+
+    /// The columnar windows of one size, if any series of the metric has that size.
+    pub fn frame(&self, window_ms: u64) -> Option<&'v Frame> {
+        self.index.frame(window_ms)
     }
 }
 
@@ -323,10 +400,8 @@ impl LiveStore {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         let mut rejected = 0;
         for row in &batch.windows {
-            match state.entry(row.series_id, &row.series, limits.max_series) {
-                Some(entry) => entry
-                    .ring_mut(row.window_ms, limits)
-                    .upsert(row.window_start, &row.aggregates),
+            match state.slot(row.series_id, &row.series, limits.max_series) {
+                Some(slot) => state.upsert(slot, row, limits),
                 None => rejected += 1,
             }
         }
@@ -344,7 +419,7 @@ impl LiveStore {
         }
         Applied {
             rejected,
-            series: state.series.len(),
+            series: state.entries.len(),
         }
     }
 }
@@ -352,7 +427,7 @@ impl LiveStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tidemark_schemas::{UpdateKind, WindowUpdate};
+    use tidemark_schemas::UpdateKind;
 
     fn aggregates(count: u64) -> Aggregates {
         Aggregates {

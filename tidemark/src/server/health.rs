@@ -1,6 +1,13 @@
 //! `/healthz` (the process answers) and `/readyz` (the pipeline is doing its job: the live
-//! sink is attached to a running sink thread, events have been read, and the watermark —
-//! the newest event time — moved recently).
+//! sink is attached to a running sink thread, events have been read (or a Kafka source knows
+//! its partitions' end offsets), the watermark — the newest event time — moved recently or the
+//! source has read all there is (a quiet topic is not a stall), and, with an InfluxDB sink, its
+//! spool is not full).
+//!
+//! An InfluxDB sink that is retrying or *spooling* (the server is down, batches go to the
+//! on-disk spool) is degraded but ready: the pipeline still consumes, nothing is lost, and
+//! restarting the pod would not bring the server back. A *full* spool is not ready: the sink
+//! has stopped accepting and the sources have stopped reading.
 //!
 //! Progress is sampled once a second by [`Progress::watch`], so a readiness probe costs a few
 //! atomic loads and never touches the pipeline.
@@ -11,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tidemark_dataflows::PipelineStats;
+use tidemark_sinks::influxdb::{DeliveryState, InfluxDbStatus};
 use tidemark_sinks::live::Live;
 
 /// How long the watermark may stand still before the pipeline counts as stalled.
@@ -22,6 +30,7 @@ pub struct Progress {
     started: Instant,
     last_event_ms: AtomicI64,
     advanced_at_ms: AtomicI64,
+    influxdb: Option<InfluxDbStatus>,
 }
 
 /// One readiness check.
@@ -52,13 +61,14 @@ pub struct Health {
 }
 
 impl Progress {
-    /// Starts tracking.
-    pub fn new(stats: Arc<PipelineStats>) -> Arc<Self> {
+    /// Starts tracking; `influxdb` is the InfluxDB sink's status, when there is one.
+    pub fn new(stats: Arc<PipelineStats>, influxdb: Option<InfluxDbStatus>) -> Arc<Self> {
         Arc::new(Progress {
             stats,
             started: Instant::now(),
             last_event_ms: AtomicI64::new(i64::MIN),
             advanced_at_ms: AtomicI64::new(i64::MIN),
+            influxdb,
         })
     }
 
@@ -104,10 +114,15 @@ impl Progress {
             },
         );
         let lines = self.stats.lines.load(Relaxed);
+        // A Kafka source that knows every partition's end offset is connected, and one that has
+        // read up to every end is caught up: a quiet topic is not a stalled pipeline.
+        let partitions = self.stats.partitions();
+        let connected = !partitions.is_empty() && partitions.iter().all(|(_, p)| p.end_offset.is_some());
+        let caught_up = connected && partitions.iter().all(|(_, p)| p.lag() == Some(0));
         checks.insert(
             "source",
             Check {
-                ok: lines > 0,
+                ok: lines > 0 || connected,
                 detail: format!("{lines} lines read"),
             },
         );
@@ -117,14 +132,27 @@ impl Progress {
         checks.insert(
             "watermark",
             Check {
-                ok: advancing,
-                detail: if advanced == i64::MIN {
-                    "no event time seen yet".into()
-                } else {
-                    format!("last advanced {:.1}s ago", idle_ms as f64 / 1000.0)
+                ok: advancing || caught_up,
+                detail: match (advanced == i64::MIN, caught_up) {
+                    (true, true) => "caught up with the input; no event seen yet".into(),
+                    (true, false) => "no event time seen yet".into(),
+                    (false, true) => format!(
+                        "caught up with the input; last advanced {:.1}s ago",
+                        idle_ms as f64 / 1000.0
+                    ),
+                    (false, false) => format!("last advanced {:.1}s ago", idle_ms as f64 / 1000.0),
                 },
             },
         );
+        if let Some(influxdb) = &self.influxdb {
+            checks.insert(
+                "influxdb",
+                Check {
+                    ok: influxdb.state() != DeliveryState::Full,
+                    detail: influxdb.detail(),
+                },
+            );
+        }
         Readiness {
             ready: checks.values().all(|c| c.ok),
             checks,

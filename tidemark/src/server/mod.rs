@@ -6,7 +6,8 @@
 //! starts it before the job and stops it after.
 //!
 //! * `/healthz`, `/readyz` in [`health`], `/metrics` (Prometheus) in [`metrics`];
-//! * `/api/v1/…` in [`query`], [`series`], [`export`] and [`alerts`];
+//! * `/api/v1/…` in [`query`] (its inner loop in [`groups`], older windows in [`history`]),
+//!   [`series`], [`export`] and [`alerts`];
 //! * `/ws/live` in [`ws`], the live page and the OpenAPI description in [`page`];
 //! * shared request handling in [`auth`], [`body`], [`error`], [`params`], [`select`], [`time`].
 
@@ -16,7 +17,9 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod groups;
 pub mod health;
+pub mod history;
 pub mod metrics;
 pub mod page;
 pub mod params;
@@ -39,7 +42,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tidemark_dataflows::PipelineStats;
 use tidemark_sinks::Sink;
-use tidemark_sinks::live::Live;
+use tidemark_sinks::influxdb::InfluxDbStatus;
+use tidemark_sinks::live::{AlertBoard, History, Live};
 use tokio::sync::oneshot;
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -55,6 +59,10 @@ pub struct PipelineInfo {
     pub lateness_ms: i64,
     /// Window sizes computed, base first.
     pub sizes_ms: Vec<u64>,
+    /// The InfluxDB sink's status, for `/readyz` and `/metrics`.
+    pub influxdb: Option<InfluxDbStatus>,
+    /// Where older windows are read back from (the InfluxDB sink's database), if configured.
+    pub history: Option<History>,
 }
 
 /// A running server.
@@ -84,6 +92,7 @@ struct State {
     progress: Arc<Progress>,
     sizes_ms: Vec<u64>,
     max_body: usize,
+    history: Option<History>,
 }
 
 /// Binds `config.addr` and serves on a thread of its own; fails at once if it cannot bind.
@@ -93,8 +102,13 @@ pub fn start(
     stats: Arc<PipelineStats>,
     pipeline: PipelineInfo,
 ) -> Result<Server> {
-    let metrics = Metrics::new(stats.clone(), live.metrics(), &pipeline.source, pipeline.lateness_ms)
+    let mut metrics = Metrics::new(stats.clone(), live.metrics(), &pipeline.source, pipeline.lateness_ms)
         .context("registering the metrics")?;
+    if let Some(influxdb) = &pipeline.influxdb {
+        metrics
+            .watch_influxdb(influxdb.clone())
+            .context("registering the InfluxDB metrics")?;
+    }
     let ws_context = Arc::new(ws::WsContext {
         live: live.clone(),
         metrics: metrics.ws.clone(),
@@ -106,9 +120,10 @@ pub fn start(
     let state = Arc::new(State {
         live,
         metrics,
-        progress: Progress::new(stats),
+        progress: Progress::new(stats, pipeline.influxdb),
         sizes_ms: pipeline.sizes_ms,
         max_body: config.max_body_bytes,
+        history: pipeline.history,
     });
     let auth = Arc::new(Auth::new(
         &config.api_keys,
@@ -158,15 +173,27 @@ pub struct Attached {
     pub sinks: Vec<Box<dyn Sink>>,
     /// The server, unless `[server] enabled = false`.
     pub server: Option<Server>,
+    /// The alert board whose API silences the alert engine must honour (with the server).
+    pub board: Option<Arc<AlertBoard>>,
 }
 
 /// For `tidemark run`: creates the live state, adds its sink to `sinks` (timing every sink's
 /// writes), starts the server and prints where it listens; with `[server] enabled = false`
 /// the sinks stay as they are.
-pub fn attach(config: &Config, sinks: Vec<Box<dyn Sink>>, stats: Arc<PipelineStats>) -> Result<Attached> {
+/// `influxdb` is the InfluxDB sink's status, shown in `/readyz` and `/metrics`.
+pub fn attach(
+    config: &Config,
+    sinks: Vec<Box<dyn Sink>>,
+    stats: Arc<PipelineStats>,
+    influxdb: Option<InfluxDbStatus>,
+) -> Result<Attached> {
     let server_config = &config.server;
     if !server_config.enabled {
-        return Ok(Attached { sinks, server: None });
+        return Ok(Attached {
+            sinks,
+            server: None,
+            board: None,
+        });
     }
     let live = Live::new(server_config.live_settings());
     let mut sinks: Vec<Box<dyn Sink>> = sinks.into_iter().map(|sink| live.timed(sink)).collect();
@@ -175,7 +202,16 @@ pub fn attach(config: &Config, sinks: Vec<Box<dyn Sink>>, stats: Arc<PipelineSta
         source: config.source.name(),
         lateness_ms: config.pipeline.allowed_lateness.as_millis() as i64,
         sizes_ms: config.pipeline.sizes_ms(),
+        influxdb,
+        history: config
+            .sinks
+            .influxdb
+            .as_ref()
+            .map(History::new)
+            .transpose()
+            .context("reading older windows back from InfluxDB")?,
     };
+    let board = live.alert_board();
     let server = start(server_config, live, stats, pipeline)?;
     let access = if server_config.is_open() {
         "open: no API keys are configured, so it listens on loopback only"
@@ -186,6 +222,7 @@ pub fn attach(config: &Config, sinks: Vec<Box<dyn Sink>>, stats: Arc<PipelineSta
     Ok(Attached {
         sinks,
         server: Some(server),
+        board: Some(board),
     })
 }
 
@@ -250,7 +287,19 @@ fn routes(state: Arc<State>, auth: Arc<Auth>, ws_context: Arc<ws::WsContext>) ->
         .and(state())
         .and_then(|_: Caller, request, s: Arc<State>| async move {
             let plan = query::Plan::new(request, &s.sizes_ms)?;
-            let answer = plan.run(&s.live.store().read())?;
+            let live = plan.live(&s.live.store().read())?;
+            let answer = match (plan.older_range(&live), s.history.clone()) {
+                (Some(range), Some(history)) => {
+                    let (plan, older) = tokio::task::spawn_blocking(move || {
+                        let older = plan.read_older(&history, range);
+                        (plan, older)
+                    })
+                    .await
+                    .map_err(|e| error::ApiError::unavailable(format!("reading older windows: {e}")))?;
+                    plan.answer(live, Some(older?))
+                }
+                _ => plan.answer(live, None),
+            };
             Ok::<_, warp::Rejection>(json(&answer, StatusCode::OK))
         })
         .boxed();

@@ -10,16 +10,15 @@
 //! when older data must come from a long-term store.
 
 use super::error::ApiError;
-use super::select::{Selector, TagFilter};
+use super::groups::{Ask, Combined, combine};
+use super::history::{merge, older_groups};
+use super::select::{FilterOp, Selector, TagFilter};
 use super::time::{Timestamp, now_ms};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use tidemark_schemas::Aggregates;
+use std::collections::BTreeMap;
 use tidemark_schemas::output::window_label;
-use tidemark_sinks::live::StoreView;
+use tidemark_sinks::live::{History, StoreView};
 
-/// Most groups one answer may have: beyond this, the caller should filter or group less.
-const MAX_GROUPS: usize = 10_000;
 /// Most `group_by` tags.
 const MAX_GROUP_BY: usize = 16;
 /// The default time range: the last hour.
@@ -112,12 +111,36 @@ pub struct QueryResponse {
     pub window_ms: u64,
     /// The range answered, epoch ms.
     pub time_range: RangeMs,
-    /// Where the answer came from.
+    /// Where the answer came from: `live`, `influxdb`, or `mixed` (see `parts`).
     pub source: &'static str,
     /// Oldest window start the live store holds for the selected series, if any.
     pub live_from: Option<i64>,
+    /// Which window starts came from where, oldest first.
+    pub parts: Vec<Part>,
     /// The groups, sorted by their tag values.
     pub series: Vec<Group>,
+}
+
+/// Window starts in `[start, end)` answered by one source.
+#[derive(Clone, Debug, Serialize)]
+pub struct Part {
+    /// `live` or `influxdb`.
+    pub source: &'static str,
+    /// Inclusive start.
+    pub start: i64,
+    /// Exclusive end.
+    pub end: i64,
+    /// Why this part has no points (InfluxDB did not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The older part of an answer, from InfluxDB.
+pub struct Older {
+    /// Window starts it covers.
+    pub range: (i64, i64),
+    /// Its groups, or why InfluxDB could not give them.
+    pub groups: Result<Vec<Group>, String>,
 }
 
 /// A resolved range.
@@ -168,56 +191,99 @@ impl Plan {
         })
     }
 
-    /// Answers from a store view.
-    pub fn run(self, view: &StoreView<'_>) -> Result<QueryResponse, ApiError> {
-        let aggregation = self.request.aggregation;
-        let group_by = &self.request.group_by;
-        let mut groups: HashMap<Vec<String>, (usize, BTreeMap<i64, Acc>)> = HashMap::new();
-        let mut live_from: Option<i64> = None;
-        for series in self.selector.select(view) {
-            let Some(ring) = series.ring(self.window_ms) else {
-                continue;
-            };
-            if let Some(oldest) = ring.oldest_start() {
-                live_from = Some(live_from.map_or(oldest, |l| l.min(oldest)));
-            }
-            let key: Vec<String> = group_by
-                .iter()
-                .map(|tag| series.tag(tag).unwrap_or_default().to_string())
-                .collect();
-            if !groups.contains_key(&key) && groups.len() >= MAX_GROUPS {
-                return Err(ApiError::bad_request(format!(
-                    "the query has more than {MAX_GROUPS} groups; add filters or group by fewer tags"
-                )));
-            }
-            let (members, points) = groups.entry(key).or_default();
-            *members += 1;
-            for (start, aggregates) in ring.between(self.range.start, self.range.end) {
-                points.entry(*start).or_default().add(aggregates, aggregation);
-            }
+    fn ask(&self, range: (i64, i64)) -> Ask<'_> {
+        Ask {
+            window_ms: self.window_ms,
+            range,
+            group_by: &self.request.group_by,
+            aggregation: self.request.aggregation,
         }
-        let mut series: Vec<Group> = groups
-            .into_iter()
-            .map(|(values, (series_count, points))| Group {
-                group: group_by.iter().cloned().zip(values).collect(),
-                series_count,
-                points: points
-                    .into_iter()
-                    .filter_map(|(ts, acc)| acc.value(aggregation).map(|value| Point { ts, value }))
-                    .collect(),
-            })
+    }
+
+    /// The live part, from a store view (held briefly: no I/O here).
+    pub fn live(&self, view: &StoreView<'_>) -> Result<Combined, ApiError> {
+        let ask = self.ask((self.range.start, self.range.end));
+        match view.metric(&self.request.metric_name) {
+            Some(metric) => combine(&metric, &self.selector.for_metric(&metric), &ask),
+            None => Ok(Combined {
+                groups: Vec::new(),
+                live_from: None,
+                complete_from: None,
+            }),
+        }
+    }
+
+    /// The window starts the live part cannot answer completely: from the range's start to
+    /// where every selected series is complete in the live store (all of it when none is).
+    pub fn older_range(&self, live: &Combined) -> Option<(i64, i64)> {
+        let cutoff = live.complete_from.unwrap_or(self.range.end).min(self.range.end);
+        (cutoff > self.range.start).then_some((self.range.start, cutoff))
+    }
+
+    /// Reads the older part from InfluxDB (blocking: run it off the async threads).
+    pub fn read_older(&self, history: &History, range: (i64, i64)) -> Result<Older, ApiError> {
+        let equal: Vec<(&str, &str)> = self
+            .request
+            .filters
+            .iter()
+            .filter(|f| f.op == FilterOp::Eq)
+            .map(|f| (f.tag.as_str(), f.value.as_str()))
             .collect();
-        series.sort_by(|a, b| a.group.cmp(&b.group));
-        Ok(QueryResponse {
+        let groups = older_groups(
+            history,
+            &self.request.metric_name,
+            &self.selector,
+            &equal,
+            &self.ask(range),
+        );
+        Ok(Older {
+            range,
+            groups: match groups {
+                Ok(groups) => Ok(groups?),
+                Err(e) => Err(e.to_string()),
+            },
+        })
+    }
+
+    /// The answer: the live part, joined with the older part when there is one.
+    pub fn answer(self, live: Combined, older: Option<Older>) -> QueryResponse {
+        let (start, end) = (self.range.start, self.range.end);
+        let (source, parts, series) = match older {
+            None => ("live", vec![part("live", start, end, None)], live.groups),
+            Some(older) => {
+                let cutoff = older.range.1;
+                let (groups, error) = match older.groups {
+                    Ok(groups) => (groups, None),
+                    Err(error) => (Vec::new(), Some(error)),
+                };
+                let mut parts = vec![part("influxdb", start, cutoff, error)];
+                if cutoff < end {
+                    parts.push(part("live", cutoff, end, None));
+                }
+                let source = if cutoff < end { "mixed" } else { "influxdb" };
+                (source, parts, merge(groups, live.groups, cutoff))
+            }
+        };
+        QueryResponse {
             metric_name: self.request.metric_name,
-            aggregation,
+            aggregation: self.request.aggregation,
             window: window_label(self.window_ms),
             window_ms: self.window_ms,
             time_range: self.range,
-            source: "live",
-            live_from,
+            source,
+            live_from: live.live_from,
+            parts,
             series,
-        })
+        }
+    }
+}
+
+fn part(source: &'static str, start: i64, end: i64, error: Option<String>) -> Part {
+    Part {
+        source,
+        start,
+        end,
+        error,
     }
 }
 
@@ -237,56 +303,10 @@ pub fn window(label: Option<&str>, sizes_ms: &[u64]) -> Result<u64, ApiError> {
         })
 }
 
-/// The running combination of one window across a group's series.
-#[derive(Default)]
-struct Acc {
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
-    quantile: Option<f64>,
-    seen: bool,
-}
-
-impl Acc {
-    fn add(&mut self, a: &Aggregates, aggregation: Aggregation) {
-        let (min, max) = if self.seen {
-            (self.min.min(a.min), self.max.max(a.max))
-        } else {
-            (a.min, a.max)
-        };
-        self.seen = true;
-        self.count += a.count;
-        self.sum += a.sum;
-        self.min = min;
-        self.max = max;
-        let member = match aggregation {
-            Aggregation::P95 => a.p95,
-            Aggregation::P99 => a.p99,
-            _ => None,
-        };
-        if let Some(q) = member {
-            self.quantile = Some(self.quantile.map_or(q, |held| held.max(q)));
-        }
-    }
-
-    fn value(&self, aggregation: Aggregation) -> Option<f64> {
-        match aggregation {
-            Aggregation::Avg if self.count > 0 => Some(self.sum / self.count as f64),
-            Aggregation::Avg => None,
-            Aggregation::Sum => Some(self.sum),
-            Aggregation::Count => Some(self.count as f64),
-            Aggregation::Min => Some(self.min),
-            Aggregation::Max => Some(self.max),
-            Aggregation::P95 | Aggregation::P99 => self.quantile,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tidemark_schemas::{OutputBatch, SeriesId, UpdateKind, WindowUpdate};
+    use tidemark_schemas::{Aggregates, OutputBatch, SeriesId, UpdateKind, WindowUpdate};
     use tidemark_sinks::live::{LiveStore, StoreLimits};
 
     fn row(key: &str, start: i64, values: &[f64]) -> WindowUpdate {
@@ -329,7 +349,9 @@ mod tests {
     fn ask(body: &str) -> Result<QueryResponse, ApiError> {
         let request: QueryRequest = serde_json::from_str(body).unwrap();
         let store = store();
-        Plan::new(request, &[60_000, 300_000])?.run(&store.read())
+        let plan = Plan::new(request, &[60_000, 300_000])?;
+        let live = plan.live(&store.read())?;
+        Ok(plan.answer(live, None))
     }
 
     #[test]

@@ -8,7 +8,8 @@ use super::error::ApiError;
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 use std::collections::HashSet;
-use tidemark_sinks::live::{SeriesEntry, StoreView};
+use tidemark_sinks::live::index::ABSENT;
+use tidemark_sinks::live::{MetricView, SeriesEntry, StoreView, TagColumn};
 
 /// Most filters in one request.
 const MAX_FILTERS: usize = 32;
@@ -107,14 +108,32 @@ impl Selector {
             return true;
         }
         let tags: Vec<(&str, &str)> = tags.collect();
-        self.tags.iter().all(|(name, matcher)| {
-            let value = tags.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
-            match matcher {
-                Matcher::Eq(want) => value == Some(want.as_str()),
-                Matcher::Ne(unwanted) => value != Some(unwanted.as_str()),
-                Matcher::Regex(re) => value.is_some_and(|v| re.is_match(v)),
-            }
-        })
+        self.tags
+            .iter()
+            .all(|(name, matcher)| matcher.accepts(tags.iter().find(|(k, _)| k == name).map(|(_, v)| *v)))
+    }
+
+    /// The tag filters and keys resolved against one metric (its metric condition is the
+    /// caller's: it chose the metric).
+    pub fn for_metric<'v>(&'v self, metric: &MetricView<'v>) -> MetricFilter<'v> {
+        let resolved = self
+            .tags
+            .iter()
+            .map(|(name, matcher)| {
+                let column = metric.column(name);
+                Resolved {
+                    column,
+                    passes: column.map_or_else(Vec::new, |c| {
+                        c.values().iter().map(|v| matcher.accepts(Some(v))).collect()
+                    }),
+                    absent: matcher.accepts(None),
+                }
+            })
+            .collect();
+        MetricFilter {
+            resolved,
+            keys: &self.keys,
+        }
     }
 
     /// The selected series of a store view: through the metric index when metrics are named.
@@ -129,6 +148,44 @@ impl Selector {
                     .filter(|s| self.matches_key(s.key())),
             )
         }
+    }
+}
+
+impl Matcher {
+    fn accepts(&self, value: Option<&str>) -> bool {
+        match self {
+            Matcher::Eq(want) => value == Some(want.as_str()),
+            Matcher::Ne(unwanted) => value != Some(unwanted.as_str()),
+            Matcher::Regex(re) => value.is_some_and(|v| re.is_match(v)),
+        }
+    }
+}
+
+/// One filter resolved against a metric's column: whether each value id passes.
+struct Resolved<'v> {
+    column: Option<&'v TagColumn>,
+    passes: Vec<bool>,
+    absent: bool,
+}
+
+/// A selector's conditions resolved against one metric: each tag filter is evaluated once per
+/// distinct value of its tag (a regex too), so checking a series is a few integer lookups.
+pub struct MetricFilter<'v> {
+    resolved: Vec<Resolved<'v>>,
+    keys: &'v HashSet<String>,
+}
+
+impl MetricFilter<'_> {
+    /// Whether the series at `position` of `metric` is selected (its entry is only read when
+    /// the selector names series keys).
+    pub fn passes(&self, position: usize, metric: &MetricView<'_>) -> bool {
+        self.resolved
+            .iter()
+            .all(|r| match r.column.map_or(ABSENT, |c| c.id(position)) {
+                ABSENT => r.absent,
+                id => r.passes[id as usize],
+            })
+            && (self.keys.is_empty() || self.keys.contains(&**metric.series(position).key()))
     }
 }
 
