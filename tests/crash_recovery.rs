@@ -15,7 +15,7 @@ use influx_support::{Influx, window_points};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::kafka::{broker, committed_and_end, create_topic, source_section, unique};
+use support::kafka::{OwnBroker, broker, committed_and_end, create_topic, source_section, unique};
 use support::*;
 
 const KILLS: usize = 5;
@@ -204,4 +204,87 @@ fn kill_9_five_times_then_influxdb_equals_an_uncrashed_run() {
         assert!(close(got["sum"].as_f64().unwrap(), want.sum, 1e-9), "{series} {start}");
         assert_eq!(got["max"].as_f64().unwrap(), want.max, "{series} {start}");
     }
+}
+
+/// The broker is killed mid-run and restarted 5 s later on the same port and data: tidemark
+/// reconnects, reads what is produced afterwards, and InfluxDB ends equal to the batch
+/// computation. Event times lie in the last hour and the correction horizon is two hours, so
+/// windows that closed while the broker was away (idle partitions follow the wall clock) are
+/// corrected, not lost, when the rest of their events arrive.
+#[test]
+fn a_broker_restart_mid_run_loses_nothing() {
+    let (Some(_), Some(influx)) = (broker(), influx_support::server()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut own = OwnBroker::start(dir.path());
+    let broker = own.address();
+    let topic = unique("restart");
+    create_topic(&broker, &topic, 4);
+    let base = support::running::now_ms() / 60_000 * 60_000 - 50 * 60_000;
+    let events: Vec<String> = (0..20_000i64)
+        .map(|i| {
+            let series = i % 12;
+            let value = (i * 7919 % 1000) as f64 / 10.0;
+            format!(
+                r#"{{"ts":{},"metric":"restart.value","tags":{{"host":"h{series}"}},"value":{value}}}"#,
+                base + i * 120
+            )
+        })
+        .collect();
+    let (first, second) = events.split_at(events.len() / 2);
+    produce(dir.path(), &broker, &topic, first);
+
+    let db = Influx::fresh(&influx, "broker_restart");
+    let config = dir.path().join("restart.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{source}\n[pipeline]\nrollups = [\"5m\"]\ncorrection_horizon = \"2h\"\n\n[sinks.influxdb]\nurl = \"{url}\"\n\
+             database = \"{db}\"\nflush_interval = \"100ms\"\nrejected_path = {rejected:?}\nspool_dir = {spool:?}\n",
+            source = source_section(&broker, &topic, &unique("restart"), "2s", &dir.path().join("state")),
+            url = db.base,
+            db = db.db,
+            rejected = dir.path().join("rejected.ndjson"),
+            spool = dir.path().join("spool"),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("restart.log");
+    let child = start(&config, &log);
+    std::thread::sleep(Duration::from_secs(6));
+    own.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    own.restart();
+    produce(dir.path(), &broker, &topic, second);
+
+    let expected = batch_windows(&observations(&events), &[60_000]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let matches = |points: &std::collections::BTreeMap<(String, i64, i64), _>| {
+        expected.iter().all(|((series, _, start), want)| {
+            let got: Option<&std::collections::BTreeMap<String, serde_json::Value>> =
+                points.get(&(series.clone(), 60_000, *start));
+            got.is_some_and(|got| {
+                got["count"].as_f64() == Some(want.count as f64)
+                    && got["sum"].as_f64().is_some_and(|sum| close(sum, want.sum, 1e-9))
+                    && got["max"].as_f64() == Some(want.max)
+            })
+        })
+    };
+    loop {
+        let written = db
+            .try_query("SHOW MEASUREMENTS")
+            .is_ok_and(|series| series.iter().any(|s| s.values.iter().any(|v| v[0] == "restart.value")));
+        let points = written.then(|| window_points(&db));
+        if points.as_ref().is_some_and(&matches) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "InfluxDB did not converge on the batch result after the broker restart; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    stop(child, &log);
 }

@@ -30,6 +30,77 @@ pub fn broker() -> Option<String> {
     }
 }
 
+/// A tansu broker of the test's own (SQLite storage in `dir`), which it can stop and start
+/// again on the same port and data; killed when dropped.
+pub struct OwnBroker {
+    dir: std::path::PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnBroker {
+    /// Starts a broker on a free port.
+    pub fn start(dir: &Path) -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut broker = OwnBroker {
+            dir: dir.to_path_buf(),
+            port,
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) and waits until it answers.
+    pub fn restart(&mut self) {
+        let tansu = std::env::var("TIDEMARK_TANSU").expect("TIDEMARK_TANSU is set by scripts/test");
+        let url = format!("tcp://{}", self.address());
+        let log = std::fs::File::create(self.dir.join("broker.log")).expect("the broker log");
+        self.child = Some(
+            Command::new(&tansu)
+                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", "sqlite://tansu.db"])
+                .current_dir(&self.dir)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("starting tansu"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !Command::new(&tansu)
+            .args(["topic", "list", "--broker", &url])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(Instant::now() < deadline, "tansu did not start on {url}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Kills it (the clients see the connection drop).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A topic name no other test uses.
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
