@@ -444,7 +444,14 @@ impl Decoder {
         if let Some(field) = &def.value {
             number(line, self.required(line, field)?, field)?;
         }
-        for tag in def.tags.iter().chain(&def.distinct) {
+        // Tags (checked as tag text unless personal: those are hashed or dropped), then the
+        // distinct field, whose text is never written.
+        let checked_as_tag = def
+            .personal
+            .iter()
+            .map(|personal| !personal)
+            .chain(def.distinct.as_ref().map(|_| false));
+        for (tag, checked_as_tag) in def.tags.iter().chain(&def.distinct).zip(checked_as_tag) {
             let optional = kind
                 .field(tag)
                 .is_some_and(|f| f.ty == tidemark_schemas::FieldType::OptStr);
@@ -452,10 +459,8 @@ impl Decoder {
                 None if optional => {}
                 None => return Err(missing(tag)),
                 Some(value) => {
-                    let personal = def.tags.iter().zip(&def.personal).any(|(t, &p)| p && t == tag);
                     if let Some(text) = self.tag_text(line, value, tag)?
-                        && def.tags.contains(tag)
-                        && !personal
+                        && checked_as_tag
                     {
                         let text = resolve(line, &self.arena, text);
                         if !is_valid_tag_text(text) {
