@@ -60,15 +60,38 @@ spool_dir = {spool:?}
     path
 }
 
-fn start(config: &Path, log: &Path) -> Child {
-    tidemark()
+/// A running tidemark, killed when dropped, so a failing test leaves no process behind.
+struct Job(Child);
+
+impl std::ops::Deref for Job {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Job {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(config: &Path, log: &Path) -> Job {
+    Job(tidemark()
         .env("TIDEMARK_LOG", "info")
         .args(["run", "--workers", "2", "--config"])
         .arg(config)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .expect("starting tidemark")
+        .expect("starting tidemark"))
 }
 
 /// Waits until the group has committed every partition up to its end: everything read,
@@ -96,7 +119,7 @@ fn wait_caught_up(broker: &str, topic: &str, group: &str, child: &mut Child, log
 }
 
 /// SIGTERM, the graceful stop; it must exit successfully.
-fn stop(mut child: Child, log: &Path) {
+fn stop(mut child: Job, log: &Path) {
     let pid = child.id().to_string();
     assert!(
         std::process::Command::new("kill")
