@@ -143,8 +143,8 @@ impl Analytics {
         chosen.1.filter(|v| v.is_finite()).map(|v| (chosen.0, v))
     }
 
-    /// Feeds one closed base window; appends its score and, every `forecast_every` windows, a
-    /// forecast of the next `horizon` windows.
+    /// Feeds one closed base window; appends its score and, every `forecast_every` windows (at
+    /// an offset of its own per series), a forecast of the next `horizon` windows.
     #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &mut self,
@@ -173,7 +173,7 @@ impl Analytics {
         let settings = &self.settings;
         let state = self.series.entry(series).or_insert_with(|| SeriesAnalytics {
             detector: Detector::new(&settings.detector),
-            forecaster: Forecaster::new(&settings.forecast),
+            forecaster: Forecaster::new(&settings.forecast).staggered(series.0),
             windows: 0,
         });
         let ts = window_start as i64;
@@ -189,7 +189,11 @@ impl Analytics {
         });
         state.forecaster.update(ts, value);
         state.windows += 1;
-        if state.windows.is_multiple_of(settings.forecast_every) {
+        // Each series forecasts at its own offset within the `forecast_every` windows, so a
+        // window does not carry every series' forecast at once (series that start together
+        // would otherwise burst `horizon` points each through every sink in the same window).
+        let offset = (series.0 % u64::from(settings.forecast_every)) as u32;
+        if (state.windows + offset).is_multiple_of(settings.forecast_every) {
             for (step, point) in state
                 .forecaster
                 .forecast(settings.forecast.horizon)

@@ -8,11 +8,13 @@
 //! still retained (replay is bounded by the capacity).
 //!
 //! Events are stored in chunks, one per append (one per sink batch), so a batch costs one
-//! write lock and one allocation whatever its size, and readers share chunks by `Arc`.
+//! write lock and one allocation whatever its size, and readers share chunks by `Arc` — and
+//! share each chunk's [`Encoded`] form, made once by the first reader that asks for it.
 
+use super::encoded::Encoded;
 use super::event::LiveEvent;
 use std::collections::VecDeque;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use tokio::sync::watch;
 
 /// A run of events with consecutive sequence numbers starting at `first`.
@@ -22,9 +24,15 @@ pub struct Chunk {
     pub first: u64,
     /// The events.
     pub events: Vec<LiveEvent>,
+    encoded: OnceLock<Encoded>,
 }
 
 impl Chunk {
+    /// The events as JSON with their metric index, encoded on first use.
+    pub fn encoded(&self) -> &Encoded {
+        self.encoded.get_or_init(|| Encoded::new(&self.events))
+    }
+
     /// The sequence number after the last event.
     pub fn end(&self) -> u64 {
         self.first + self.events.len() as u64
@@ -86,6 +94,7 @@ impl Journal {
             let chunk = Chunk {
                 first: state.end,
                 events,
+                encoded: OnceLock::new(),
             };
             state.end = chunk.end();
             state.retained += chunk.events.len();

@@ -11,6 +11,7 @@
 //! by its connection, not buffered for.
 
 pub mod alerts;
+pub mod encoded;
 pub mod event;
 pub mod frame;
 pub mod history;
@@ -22,6 +23,7 @@ pub mod store;
 pub mod timed;
 
 pub use alerts::{Alert, AlertBoard, AlertView, Silence, SilenceError, SilenceMatcher};
+pub use encoded::Encoded;
 pub use event::{AlertChange, LiveEvent};
 pub use frame::{Column, Frame};
 pub use history::{History, HistoryError, StoredSeries};

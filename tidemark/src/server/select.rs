@@ -97,17 +97,25 @@ impl Selector {
 
     /// Whether a series (by canonical key) is selected.
     pub fn matches_key(&self, key: &str) -> bool {
-        let (metric, tags) = tidemark_schemas::series::split_key(key);
-        if !self.metrics.is_empty() && !self.metrics.iter().any(|m| m == metric) {
-            return false;
-        }
+        let metric = tidemark_schemas::series::split_key(key).0;
+        (self.metrics.is_empty() || self.metrics.iter().any(|m| m == metric)) && self.matches_within_metric(key)
+    }
+
+    /// The metrics named (empty: every metric).
+    pub fn metrics(&self) -> &[String] {
+        &self.metrics
+    }
+
+    /// Whether a series whose metric the caller already found selected passes the key and tag
+    /// conditions (without parsing the key when there are none).
+    pub fn matches_within_metric(&self, key: &str) -> bool {
         if !self.keys.is_empty() && !self.keys.contains(key) {
             return false;
         }
         if self.tags.is_empty() {
             return true;
         }
-        let tags: Vec<(&str, &str)> = tags.collect();
+        let tags: Vec<(&str, &str)> = tidemark_schemas::series::split_key(key).1.collect();
         self.tags
             .iter()
             .all(|(name, matcher)| matcher.accepts(tags.iter().find(|(k, _)| k == name).map(|(_, v)| *v)))

@@ -2,7 +2,10 @@
 //!
 //! Each connection is one task with its own cursor into the journal. It wakes when the live
 //! sink appends, reads what is new, filters it by the subscription, applies the update
-//! interval ([`throttle`]) and sends. Backpressure is per client and never reaches the
+//! interval ([`throttle`]) and sends. The per-event work shared by every client — the JSON
+//! text and finding the events of a metric — is done once per journal chunk
+//! ([`tidemark_sinks::live::Encoded`]): a client visits only its metrics' events and sends
+//! by copying their text, so 200 clients cost little more than one. Backpressure is per client and never reaches the
 //! pipeline: a client whose socket does not drain within [`SEND_TIMEOUT`], or whose cursor
 //! falls out of the journal's retained range, is dropped with a close frame saying why —
 //! and can reconnect with its last resume token (or take a fresh snapshot).
@@ -17,12 +20,12 @@ use super::query::window;
 use super::select::Selector;
 use super::time::now_ms;
 use futures_util::{SinkExt, StreamExt};
-use protocol::{ClientMessage, ResumeToken, ServerMessage, SnapshotWindow, Subscribe, interval_ms};
+use protocol::{ClientMessage, ResumeToken, ServerMessage, SnapshotWindow, Subscribe, events_message, interval_ms};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use throttle::Throttle;
-use tidemark_sinks::live::{Live, LiveEvent, Read};
+use throttle::{Throttle, WindowKey};
+use tidemark_sinks::live::{Chunk, Live, LiveEvent, Read};
 use tracing::debug;
 use warp::Filter;
 use warp::filters::ws::{Message, WebSocket};
@@ -100,23 +103,75 @@ enum Ending {
     Lagged(u64),
 }
 
+/// An event a client will be sent: its chunk and position there (whose encoded JSON goes out).
+struct Picked {
+    chunk: Arc<Chunk>,
+    position: u32,
+}
+
+impl Picked {
+    fn json(&self) -> &str {
+        self.chunk.encoded().json(self.position as usize)
+    }
+}
+
 struct Subscription {
     selector: Selector,
     window_ms: Option<u64>,
     cursor: u64,
     interval_ms: u64,
-    throttle: Throttle,
+    throttle: Throttle<Picked>,
+    /// Scratch for the positions of a chunk's events of the subscribed metrics.
+    positions: Vec<u32>,
 }
 
 impl Subscription {
+    /// Whether an event of a selected metric (or an alert change) is wanted.
     fn wants(&self, event: &LiveEvent) -> bool {
         match event {
             LiveEvent::Alert(_) => true,
             LiveEvent::Window(w) => {
-                self.window_ms.is_none_or(|ms| ms == w.window_ms) && self.selector.matches_key(&w.series)
+                self.window_ms.is_none_or(|ms| ms == w.window_ms) && self.selector.matches_within_metric(&w.series)
             }
-            other => other.series().is_some_and(|s| self.selector.matches_key(s)),
+            other => other.series().is_some_and(|s| self.selector.matches_within_metric(s)),
         }
+    }
+
+    /// Offers the chunk's events from the cursor on to the throttle and moves the cursor past
+    /// the chunk; what may go out now is appended to `out`.
+    fn take(&mut self, chunk: &Arc<Chunk>, now: Instant, out: &mut Vec<(u64, Picked)>) {
+        let from = self.cursor.saturating_sub(chunk.first) as u32;
+        let mut positions = std::mem::take(&mut self.positions);
+        if self.selector.metrics().is_empty() {
+            positions.clear();
+            positions.extend(from..chunk.events.len() as u32);
+        } else {
+            chunk.encoded().positions_of(self.selector.metrics(), &mut positions);
+        }
+        for &position in positions.iter().filter(|&&p| p >= from) {
+            let event = &chunk.events[position as usize];
+            if !self.wants(event) {
+                continue;
+            }
+            let window = match event {
+                LiveEvent::Window(w) => Some(WindowKey {
+                    series: w.series_id,
+                    window_ms: w.window_ms,
+                    window_start: w.window_start,
+                }),
+                _ => None,
+            };
+            let seq = chunk.first + u64::from(position);
+            let picked = Picked {
+                chunk: chunk.clone(),
+                position,
+            };
+            if let Some(picked) = self.throttle.offer(window, seq, picked, now) {
+                out.push((seq, picked));
+            }
+        }
+        self.positions = positions;
+        self.cursor = chunk.end();
     }
 
     fn resume_seq(&self) -> u64 {
@@ -283,6 +338,7 @@ impl Connection {
             cursor,
             interval_ms: interval,
             throttle: Throttle::new(Duration::from_millis(interval)),
+            positions: Vec::new(),
         };
         Ok((subscription, refused, snapshot))
     }
@@ -346,14 +402,7 @@ impl Connection {
             };
             let now = Instant::now();
             for chunk in &chunks {
-                for (seq, event) in chunk.since(subscription.cursor) {
-                    if subscription.wants(event)
-                        && let Some(event) = subscription.throttle.offer(seq, event, now)
-                    {
-                        out.push((seq, event));
-                    }
-                }
-                subscription.cursor = chunk.end();
+                subscription.take(chunk, now, &mut out);
             }
             if out.len() >= EVENTS_PER_MESSAGE {
                 self.send_events(&mut out).await?;
@@ -372,20 +421,22 @@ impl Connection {
 
     /// Sends `out` (events with their journal positions, ascending) in messages of at most
     /// [`EVENTS_PER_MESSAGE`]; each message's token resumes right after it.
-    async fn send_events(&mut self, out: &mut Vec<(u64, LiveEvent)>) -> Result<(), Ending> {
+    async fn send_events(&mut self, out: &mut Vec<(u64, Picked)>) -> Result<(), Ending> {
         let resume_seq = self.subscription.as_ref().map_or(0, |s| s.resume_seq());
-        let parts: Vec<Vec<(u64, LiveEvent)>> = out.chunks(EVENTS_PER_MESSAGE).map(<[_]>::to_vec).collect();
-        out.clear();
-        for (i, part) in parts.iter().enumerate() {
-            let next = parts.get(i + 1).map_or(resume_seq, |p| p[0].0.min(resume_seq));
-            let events: Vec<LiveEvent> = part.iter().map(|(_, e)| e.clone()).collect();
-            self.send(&ServerMessage::Events {
-                events: &events,
-                resume: self.token(next),
-            })
-            .await?;
-            self.ctx.metrics.events_sent.inc_by(part.len() as u64);
+        let mut start = 0;
+        while start < out.len() {
+            let end = (start + EVENTS_PER_MESSAGE).min(out.len());
+            let next = out.get(end).map_or(resume_seq, |(seq, _)| (*seq).min(resume_seq));
+            let resume = ResumeToken {
+                instance: self.ctx.instance,
+                seq: next,
+            };
+            let text = events_message(out[start..end].iter().map(|(_, picked)| picked.json()), resume);
+            self.send_text(text).await?;
+            self.ctx.metrics.events_sent.inc_by((end - start) as u64);
+            start = end;
         }
+        out.clear();
         Ok(())
     }
 

@@ -11,7 +11,7 @@
 use crate::server::select::TagFilter;
 use serde::{Deserialize, Serialize};
 use tidemark_schemas::{Aggregates, AnomalyScore, ForecastPoint};
-use tidemark_sinks::live::{AlertView, LiveEvent};
+use tidemark_sinks::live::AlertView;
 
 /// The update intervals a client may choose.
 pub const INTERVALS: [(&str, u64); 4] = [("1s", 1000), ("5s", 5000), ("30s", 30_000), ("1m", 60_000)];
@@ -100,13 +100,6 @@ pub enum ServerMessage<'a> {
         /// Where the event stream continues from.
         resume: String,
     },
-    /// New events.
-    Events {
-        /// The events.
-        events: &'a [LiveEvent],
-        /// Token to resume after these.
-        resume: String,
-    },
     /// Keep-alive, with the current resume token.
     Heartbeat {
         /// Server wall clock, epoch ms.
@@ -128,6 +121,24 @@ impl ServerMessage<'_> {
     pub fn to_text(&self) -> String {
         serde_json::to_string(self).expect("server messages serialize")
     }
+}
+
+/// The `events` message: `{"type":"events","events":[…],"resume":"…"}`, written from the
+/// events' JSON as the journal encoded it once for every client (see
+/// [`tidemark_sinks::live::Encoded`]), so sending costs a copy, not a serialization.
+pub fn events_message<'a>(events: impl IntoIterator<Item = &'a str>, resume: ResumeToken) -> String {
+    let mut text = String::with_capacity(4096);
+    text.push_str(r#"{"type":"events","events":["#);
+    for (i, event) in events.into_iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(event);
+    }
+    text.push_str(r#"],"resume":""#);
+    text.push_str(&resume.encode());
+    text.push_str(r#""}"#);
+    text
 }
 
 /// A resume token: the server instance and a journal position.
@@ -177,6 +188,37 @@ mod tests {
         };
         assert_eq!(ResumeToken::decode(&token.encode()), Some(token));
         assert_eq!(ResumeToken::decode("garbage"), None);
+    }
+
+    #[test]
+    fn events_messages_are_the_events_json_in_an_envelope() {
+        use tidemark_schemas::AnomalyScore;
+        use tidemark_sinks::live::{Encoded, LiveEvent};
+        let events: Vec<LiveEvent> = ["cpu|host=\"a\"", "mem"]
+            .into_iter()
+            .map(|series| {
+                LiveEvent::Anomaly(AnomalyScore {
+                    series: series.into(),
+                    window_ms: 1000,
+                    window_start: 7,
+                    field: "avg",
+                    value: 2.5,
+                    expected: 1.0,
+                    score: 0.75,
+                })
+            })
+            .collect();
+        let encoded = Encoded::new(&events);
+        let token = ResumeToken {
+            instance: 0xabc,
+            seq: 9,
+        };
+        let text = events_message([encoded.json(0), encoded.json(1)], token);
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let expected = serde_json::json!({"type": "events", "events": events, "resume": token.encode()});
+        assert_eq!(parsed, expected);
+        let empty: serde_json::Value = serde_json::from_str(&events_message([], token)).unwrap();
+        assert_eq!(empty["events"], serde_json::json!([]));
     }
 
     #[test]
