@@ -48,7 +48,8 @@ impl State {
 
     /// The one-step prediction.
     pub fn predict(&self, p: &Params) -> f64 {
-        self.level + p.phi * self.trend + self.season(0)
+        let season = self.seasonal.get(self.index).copied().unwrap_or(0.0);
+        self.level + p.phi * self.trend + season
     }
 
     /// Folds in `y` and returns the one-step error it made.
@@ -62,10 +63,12 @@ impl State {
     pub fn advance(&mut self, p: &Params, error: f64) {
         self.level += p.phi * self.trend + p.alpha * error;
         self.trend = p.phi * self.trend + p.beta * error;
-        if !self.seasonal.is_empty() {
-            let m = self.seasonal.len();
-            self.seasonal[self.index] += p.gamma * error;
-            self.index = (self.index + 1) % m;
+        if let Some(season) = self.seasonal.get_mut(self.index) {
+            *season += p.gamma * error;
+            self.index += 1;
+            if self.index == self.seasonal.len() {
+                self.index = 0;
+            }
         }
     }
 
