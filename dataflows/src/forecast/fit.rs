@@ -226,12 +226,13 @@ fn params_of(x: &[f64], trend: bool) -> Params {
 /// history ([`typical_scale`]).
 fn initial_state(history: &[f64], period: usize, trend: bool) -> State {
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
-    let scale = typical_scale(history, period.max(1));
-    let scale_floor = if scale > 0.0 {
-        SCALE_FLOOR * scale
+    let typical = typical_scale(history, period.max(1));
+    let scale_floor = if typical > 0.0 {
+        SCALE_FLOOR * typical
     } else {
         f64::INFINITY
     };
+    let scale = typical.max(scale_floor);
     if period == 0 {
         let level = history[0];
         let slope = if trend && history.len() >= 4 {
