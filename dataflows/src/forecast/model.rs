@@ -9,6 +9,8 @@
 //!
 //! One update is a handful of multiply-adds, which is what makes per-point streaming cheap.
 //! A model without trend is the same with `β = 0` and `b = 0`; without seasonality, `m = 0`.
+//! The h-step variance is the class-1 ETS formula `σ²·(1 + Σ_{j<h} c_j²)` with
+//! `c_j = α + β·(φ + … + φ^j) + γ·[j mod m = 0]` (Hyndman et al. 2008, ch. 6).
 //!
 //! The states are updated with the error clipped to ±2 robust scales (Huber's ψ, as in the
 //! robust Holt–Winters of Gelper, Fried & Croux 2010), the scale itself smoothed from the
@@ -18,8 +20,6 @@
 //! grows. On the tourism sets this took monthly / quarterly MASE from 1.397 / 1.471 to
 //! 1.362 / 1.419 (see `docs/accuracy.md`). The returned error, and so the fitted variance and
 //! the intervals, stay unclipped.
-//! The h-step variance is the class-1 ETS formula `σ²·(1 + Σ_{j<h} c_j²)` with
-//! `c_j = α + β·(φ + … + φ^j) + γ·[j mod m = 0]` (Hyndman et al. 2008, ch. 6).
 
 /// Smoothing parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,15 +53,15 @@ pub struct State {
 
 /// Errors are clipped to this many robust scales (Huber's k = 2 as in Gelper et al.: about
 /// 5 % of Gaussian errors are clipped, so an ordinary series is barely affected).
-pub const CLIP: f64 = 2.0;
+const CLIP: f64 = 2.0;
 /// Smoothing of the robust scale. Gelper et al. use 0.1; 0.2 lets a lasting level shift through
 /// twice as fast — while errors are clipped the scale grows by 31 % a step instead of 16 %, so
 /// a shift of 40 noise scales is followed after about 11 steps instead of 21 — and gives the
 /// same tourism accuracy (MASE 1.362 / 1.419 / 2.727 against 1.365 / 1.424 / 2.728 with 0.1).
-pub const SCALE_SMOOTHING: f64 = 0.2;
+const SCALE_SMOOTHING: f64 = 0.2;
 /// `1 / E[min(|z|, 2)]` for a standard normal `z`: makes the smoothed clipped absolute
 /// error an unbiased estimate of the standard deviation of Gaussian errors.
-pub const SCALE_CONSISTENCY: f64 = 1.280_4;
+const SCALE_CONSISTENCY: f64 = 1.280_4;
 
 /// The error clipped to `CLIP` scales, and the scale updated with it and kept at or above
 /// `floor`. Written with comparisons rather than `f64::clamp` (which checks its bounds and
