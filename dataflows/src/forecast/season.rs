@@ -37,15 +37,19 @@ pub fn period(seasonality: Seasonality, step_ms: Option<i64>, history: &[f64], m
 /// Autocorrelation of the first differences at `lag` (differencing removes trend, which would
 /// otherwise make every lag look seasonal).
 pub fn autocorrelation(history: &[f64], lag: usize) -> f64 {
-    let diffs: Vec<f64> = history.windows(2).map(|w| w[1] - w[0]).collect();
-    if diffs.len() <= lag {
+    let count = history.len().saturating_sub(1);
+    if count <= lag {
         return 0.0;
     }
-    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
-    let variance: f64 = diffs.iter().map(|d| (d - mean) * (d - mean)).sum();
+    let diffs = || history.windows(2).map(|w| w[1] - w[0]);
+    let mean = diffs().sum::<f64>() / count as f64;
+    let variance: f64 = diffs().map(|d| (d - mean) * (d - mean)).sum();
     if variance == 0.0 {
         return 0.0;
     }
-    let covariance: f64 = diffs.windows(lag + 1).map(|w| (w[0] - mean) * (w[lag] - mean)).sum();
+    let covariance: f64 = diffs()
+        .zip(diffs().skip(lag))
+        .map(|(a, b)| (a - mean) * (b - mean))
+        .sum();
     covariance / variance
 }

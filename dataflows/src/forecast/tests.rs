@@ -83,6 +83,35 @@ fn a_seasonal_series_is_forecast_closely() {
 }
 
 #[test]
+fn a_single_outlier_barely_moves_the_forecast() {
+    let mut noise = Noise(11);
+    let mut values: Vec<f64> = (0..24 * 12)
+        .map(|t| 50.0 + 10.0 * (std::f64::consts::TAU * (t % 24) as f64 / 24.0).cos() + 0.5 * noise.gaussian())
+        .collect();
+    let clean = fed(&ForecastSettings::default(), &values).forecast(24);
+    // More than a season back, so that the seasonal-naive part of the forecast does not see it.
+    let n = values.len();
+    values[n - 30] *= 5.0;
+    let spiked = fed(&ForecastSettings::default(), &values).forecast(24);
+    for (a, b) in clean.iter().zip(&spiked) {
+        assert!((a.mean - b.mean).abs() < 1.0, "{} against {}", b.mean, a.mean);
+    }
+}
+
+#[test]
+fn a_shift_after_a_constant_stretch_is_followed() {
+    let mut noise = Noise(13);
+    let mut values: Vec<f64> = (0..200).map(|_| 100.0 + noise.gaussian()).collect();
+    values.extend(std::iter::repeat_n(100.0, 2000));
+    values.extend(std::iter::repeat_n(150.0, 100));
+    // Most of the way there: with the error scale free to shrink over the constant stretch,
+    // every error after the shift would be clipped to almost nothing and the forecast would
+    // stay near 100.
+    let forecast = fed(&ForecastSettings::default(), &values).forecast(1)[0];
+    assert!((forecast.mean - 150.0).abs() < 10.0, "{forecast:?}");
+}
+
+#[test]
 fn daily_seasonality_is_detected_from_the_clock() {
     let mut noise = Noise(5);
     let values = hourly(&mut noise, 24 * 10);
