@@ -9,7 +9,11 @@
 //!   residuals' robust scale ([`ewm`]);
 //! * **level shift**: a fast mean of the deseasonalised series leaving the slow one, in units
 //!   of the slow deviation;
-//! * **novelty**: a value outside every value seen so far, relative to the seen range.
+//! * **novelty**: a value outside every value seen so far, relative to the seen range, and a
+//!   *sustained* novelty: a short mean of the values outside every such mean seen so far. A
+//!   single new high may be noise; a run of them that takes the mean to a new high (a burst, a
+//!   slow climb, a new regime whose noise now reaches past it) is what the raw range misses
+//!   once one early outlier has widened it.
 //!
 //! Then [`alarm`] turns the combined surprise into a score with suppression: after an alarm,
 //! a series only alarms again within `suppress_points` when the anomaly is clearly stronger.
@@ -57,9 +61,14 @@ pub struct Detector {
     fast: Ewm,
     min: f64,
     max: f64,
+    smooth_alpha: f64,
+    smooth: f64,
+    smooth_min: f64,
+    smooth_max: f64,
     profiles: Option<Profiles>,
     calibrator: Calibrator,
     novelty_weight: f64,
+    smooth_novelty_weight: f64,
     novelty_tolerance: f64,
     alarm: Alarm,
 }
@@ -78,9 +87,14 @@ impl Detector {
             fast: Ewm::new(1.0 / settings.shift_points),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            smooth_alpha: 1.0 / settings.smooth_points,
+            smooth: 0.0,
+            smooth_min: f64::INFINITY,
+            smooth_max: f64::NEG_INFINITY,
             profiles: (settings.season_buckets > 0).then(|| Profiles::new(settings.season_buckets, scale_alpha * 4.0)),
             calibrator: Calibrator::new(settings.calibration_level),
             novelty_weight: settings.novelty_weight,
+            smooth_novelty_weight: settings.smooth_novelty_weight,
             novelty_tolerance: settings.novelty_tolerance,
             alarm: Alarm::new(settings.suppress_points, settings.suppress_ratio),
         }
@@ -102,10 +116,15 @@ impl Detector {
         let point = (residual - self.residual.mean()).abs() / scale;
         self.fast.update(value - season);
         let shift = (self.fast.mean() - self.slow.mean()).abs() / self.slow.deviation().max(floor);
-        let range = (self.max - self.min).max(floor);
-        let novelty = ((value - self.max).max(self.min - value) / range - self.novelty_tolerance).max(0.0);
+        let novelty = self.novelty(value, self.min, self.max, floor) * self.novelty_weight;
+        let smooth = if self.seen == 0 {
+            value
+        } else {
+            self.smooth + self.smooth_alpha * (value - self.smooth)
+        };
+        let smooth_novelty = self.novelty(smooth, self.smooth_min, self.smooth_max, floor) * self.smooth_novelty_weight;
         let surprise = point.max(shift);
-        let calibrated = self.calibrator.ratio(surprise).max(novelty * self.novelty_weight);
+        let calibrated = self.calibrator.ratio(surprise).max(novelty).max(smooth_novelty);
         self.calibrator.learn(surprise);
 
         let score = if self.seen >= self.warmup {
@@ -114,8 +133,19 @@ impl Detector {
             0.0
         };
 
+        self.smooth = smooth;
         self.learn(buckets, value, residual);
         Scored { score, expected }
+    }
+
+    /// How far `x` lies outside `[min, max]`, as a fraction of that range beyond the tolerance
+    /// (0 inside it, and while nothing has been seen).
+    fn novelty(&self, x: f64, min: f64, max: f64, floor: f64) -> f64 {
+        if min > max {
+            return 0.0;
+        }
+        let range = (max - min).max(floor);
+        ((x - max).max(min - x) / range - self.novelty_tolerance).max(0.0)
     }
 
     fn learn(&mut self, buckets: (usize, usize), value: f64, residual: f64) {
@@ -133,6 +163,8 @@ impl Detector {
         self.slow.update(value - season);
         self.min = self.min.min(value);
         self.max = self.max.max(value);
+        self.smooth_min = self.smooth_min.min(self.smooth);
+        self.smooth_max = self.smooth_max.max(self.smooth);
     }
 
     /// Bytes of state one series costs (the struct plus its seasonal profiles).
