@@ -35,6 +35,12 @@ pub struct DetectorSettings {
     /// tolerance (default 400): a value 1.5 % of the range beyond anything seen before (with
     /// the default tolerance) is as surprising as 2 calibrated units, i.e. a score of 0.4.
     pub novelty_weight: f64,
+    /// Calibrated surprise per relative exceedance of the range spanned by the second-highest
+    /// and second-lowest values seen so far, beyond the tolerance (default 10): small, so that
+    /// only a value far beyond everything but one earlier outlier counts (17.5 % of that range
+    /// scores at the usual threshold), yet one early outlier no longer hides every later
+    /// record for good.
+    pub second_novelty_weight: f64,
     /// Calibrated surprise per relative exceedance of the range of the short mean (see
     /// `smooth_points`) seen so far, beyond the same tolerance (default 50): lower than
     /// `novelty_weight` because that range is narrower (spikes are averaged out), so the same
@@ -61,6 +67,7 @@ impl Default for DetectorSettings {
             suppress_ratio: 2.0,
             calibration_level: 0.993,
             novelty_weight: 400.0,
+            second_novelty_weight: 10.0,
             smooth_novelty_weight: 50.0,
             smooth_points: 10.0,
             novelty_tolerance: 0.01,
@@ -134,6 +141,13 @@ impl DetectorSettings {
                 key: "novelty_weight",
                 problem: format!("{} is not a non-negative number", self.novelty_weight),
                 fix: "use 0 to ignore new highs and lows, or e.g. 400",
+            });
+        }
+        if !(self.second_novelty_weight.is_finite() && self.second_novelty_weight >= 0.0) {
+            return Err(DetectorSettingsError {
+                key: "second_novelty_weight",
+                problem: format!("{} is not a non-negative number", self.second_novelty_weight),
+                fix: "use 0 to ignore values beyond all but one earlier extreme, or e.g. 10",
             });
         }
         if !(self.smooth_novelty_weight.is_finite() && self.smooth_novelty_weight >= 0.0) {
