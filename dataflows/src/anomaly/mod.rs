@@ -9,7 +9,17 @@
 //!   residuals' robust scale ([`ewm`]);
 //! * **level shift**: a fast mean of the deseasonalised series leaving the slow one, in units
 //!   of the slow deviation;
-//! * **novelty**: a value outside every value seen so far, relative to the seen range.
+//! * **novelty**: a value outside every value seen so far, relative to the seen range; more
+//!   weakly, a value far outside the range spanned by the *second* highest and lowest values,
+//!   so that one early outlier cannot blind the signal for good; and a *sustained* novelty: a
+//!   short mean of the values outside every such mean seen so far. A single new high may be
+//!   noise; a run of them that takes the mean to a new high (a burst, a slow climb, a new regime
+//!   whose noise now reaches past it) is what the raw range misses once an outlier has widened
+//!   it.
+//!
+//! Point and level-shift surprise, calibrated, first pass through [`spike`]: a series full of
+//! one-point spikes that vanish at the next point learns to discount them, while an anomaly
+//! that lasts still scores at its second point.
 //!
 //! Then [`alarm`] turns the combined surprise into a score with suppression: after an alarm,
 //! a series only alarms again within `suppress_points` when the anomaly is clearly stronger.
@@ -22,6 +32,7 @@ mod choice;
 mod ewm;
 mod season;
 mod settings;
+mod spike;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +42,7 @@ use alarm::Alarm;
 use calibrate::Calibrator;
 use choice::Profiles;
 use ewm::Ewm;
+use spike::Spikes;
 
 /// The score of one point and what the detector expected there.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,9 +69,18 @@ pub struct Detector {
     fast: Ewm,
     min: f64,
     max: f64,
+    second_min: f64,
+    second_max: f64,
+    smooth_alpha: f64,
+    smooth: f64,
+    smooth_min: f64,
+    smooth_max: f64,
     profiles: Option<Profiles>,
     calibrator: Calibrator,
+    spikes: Spikes,
     novelty_weight: f64,
+    second_novelty_weight: f64,
+    smooth_novelty_weight: f64,
     novelty_tolerance: f64,
     alarm: Alarm,
 }
@@ -78,9 +99,18 @@ impl Detector {
             fast: Ewm::new(1.0 / settings.shift_points),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            second_min: f64::INFINITY,
+            second_max: f64::NEG_INFINITY,
+            smooth_alpha: 1.0 / settings.smooth_points,
+            smooth: 0.0,
+            smooth_min: f64::INFINITY,
+            smooth_max: f64::NEG_INFINITY,
             profiles: (settings.season_buckets > 0).then(|| Profiles::new(settings.season_buckets, scale_alpha * 4.0)),
             calibrator: Calibrator::new(settings.calibration_level),
+            spikes: Spikes::new(),
             novelty_weight: settings.novelty_weight,
+            second_novelty_weight: settings.second_novelty_weight,
+            smooth_novelty_weight: settings.smooth_novelty_weight,
             novelty_tolerance: settings.novelty_tolerance,
             alarm: Alarm::new(settings.suppress_points, settings.suppress_ratio),
         }
@@ -102,10 +132,20 @@ impl Detector {
         let point = (residual - self.residual.mean()).abs() / scale;
         self.fast.update(value - season);
         let shift = (self.fast.mean() - self.slow.mean()).abs() / self.slow.deviation().max(floor);
-        let range = (self.max - self.min).max(floor);
-        let novelty = ((value - self.max).max(self.min - value) / range - self.novelty_tolerance).max(0.0);
+        let novelty = (self.novelty(value, self.min, self.max, floor) * self.novelty_weight)
+            .max(self.novelty(value, self.second_min, self.second_max, floor) * self.second_novelty_weight);
+        let smooth = if self.seen == 0 {
+            value
+        } else {
+            self.smooth + self.smooth_alpha * (value - self.smooth)
+        };
+        let smooth_novelty = self.novelty(smooth, self.smooth_min, self.smooth_max, floor) * self.smooth_novelty_weight;
         let surprise = point.max(shift);
-        let calibrated = self.calibrator.ratio(surprise).max(novelty * self.novelty_weight);
+        let calibrated = self
+            .spikes
+            .weigh(self.calibrator.ratio(surprise), value, expected)
+            .max(novelty)
+            .max(smooth_novelty);
         self.calibrator.learn(surprise);
 
         let score = if self.seen >= self.warmup {
@@ -114,8 +154,19 @@ impl Detector {
             0.0
         };
 
+        self.smooth = smooth;
         self.learn(buckets, value, residual);
         Scored { score, expected }
+    }
+
+    /// How far `x` lies outside `[min, max]`, as a fraction of that range beyond the tolerance
+    /// (0 inside it, and while nothing has been seen).
+    fn novelty(&self, x: f64, min: f64, max: f64, floor: f64) -> f64 {
+        if min > max {
+            return 0.0;
+        }
+        let range = (max - min).max(floor);
+        ((x - max).max(min - x) / range - self.novelty_tolerance).max(0.0)
     }
 
     fn learn(&mut self, buckets: (usize, usize), value: f64, residual: f64) {
@@ -131,8 +182,20 @@ impl Detector {
         self.level += self.level_alpha * (value - season - self.level);
         self.residual.update(residual);
         self.slow.update(value - season);
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
+        if value > self.max {
+            self.second_max = self.max;
+            self.max = value;
+        } else if value > self.second_max {
+            self.second_max = value;
+        }
+        if value < self.min {
+            self.second_min = self.min;
+            self.min = value;
+        } else if value < self.second_min {
+            self.second_min = value;
+        }
+        self.smooth_min = self.smooth_min.min(self.smooth);
+        self.smooth_max = self.smooth_max.max(self.smooth);
     }
 
     /// Bytes of state one series costs (the struct plus its seasonal profiles).

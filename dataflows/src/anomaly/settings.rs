@@ -35,6 +35,21 @@ pub struct DetectorSettings {
     /// tolerance (default 400): a value 1.5 % of the range beyond anything seen before (with
     /// the default tolerance) is as surprising as 2 calibrated units, i.e. a score of 0.4.
     pub novelty_weight: f64,
+    /// Calibrated surprise per relative exceedance of the range spanned by the second-highest
+    /// and second-lowest values seen so far, beyond the tolerance (default 10): small, so that
+    /// only a value far beyond everything but one earlier outlier counts (17.5 % of that range
+    /// scores at the usual threshold), yet one early outlier no longer hides every later
+    /// record for good.
+    pub second_novelty_weight: f64,
+    /// Calibrated surprise per relative exceedance of the range of the short mean (see
+    /// `smooth_points`) seen so far, beyond the same tolerance (default 50): lower than
+    /// `novelty_weight` because that range is narrower (spikes are averaged out), so the same
+    /// event exceeds it by a larger fraction.
+    pub smooth_novelty_weight: f64,
+    /// Memory of the short mean whose new highs and lows are *sustained* novelty, in points
+    /// (default 10): long enough that a single spike barely moves it, short enough that a
+    /// burst of a few dozen points does.
+    pub smooth_points: f64,
     /// Exceedance of the range seen so far, as a fraction of it, that is not novel yet
     /// (default 0.01): new highs by a hair are normal in a noisy series.
     pub novelty_tolerance: f64,
@@ -52,6 +67,9 @@ impl Default for DetectorSettings {
             suppress_ratio: 2.0,
             calibration_level: 0.993,
             novelty_weight: 400.0,
+            second_novelty_weight: 10.0,
+            smooth_novelty_weight: 50.0,
+            smooth_points: 10.0,
             novelty_tolerance: 0.01,
         }
     }
@@ -86,6 +104,7 @@ impl DetectorSettings {
         memory("level_points", self.level_points)?;
         memory("scale_points", self.scale_points)?;
         memory("shift_points", self.shift_points)?;
+        memory("smooth_points", self.smooth_points)?;
         if self.shift_points >= self.scale_points {
             return Err(DetectorSettingsError {
                 key: "shift_points",
@@ -122,6 +141,20 @@ impl DetectorSettings {
                 key: "novelty_weight",
                 problem: format!("{} is not a non-negative number", self.novelty_weight),
                 fix: "use 0 to ignore new highs and lows, or e.g. 400",
+            });
+        }
+        if !(self.second_novelty_weight.is_finite() && self.second_novelty_weight >= 0.0) {
+            return Err(DetectorSettingsError {
+                key: "second_novelty_weight",
+                problem: format!("{} is not a non-negative number", self.second_novelty_weight),
+                fix: "use 0 to ignore values beyond all but one earlier extreme, or e.g. 10",
+            });
+        }
+        if !(self.smooth_novelty_weight.is_finite() && self.smooth_novelty_weight >= 0.0) {
+            return Err(DetectorSettingsError {
+                key: "smooth_novelty_weight",
+                problem: format!("{} is not a non-negative number", self.smooth_novelty_weight),
+                fix: "use 0 to ignore new highs and lows of the short mean, or e.g. 50",
             });
         }
         if !(0.0..=1.0).contains(&self.novelty_tolerance) {

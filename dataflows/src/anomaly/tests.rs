@@ -89,6 +89,40 @@ fn a_level_shift_is_flagged_within_the_shift_memory() {
     );
 }
 
+/// The seasonal series with a one-point spike of `height` every 37 to 83 points (irregular, so
+/// the seasonal profile cannot learn them).
+fn spiky(seed: u64, height: f64) -> Vec<(i64, f64)> {
+    let mut series = seasonal(seed);
+    let mut noise = Noise(seed + 100);
+    let mut next = 300;
+    while next < POINTS {
+        series[next].1 += height;
+        next += 37 + (noise.uniform() * 46.0) as usize;
+    }
+    series
+}
+
+/// Without habituation the spikes keep alarming, and each alarm's suppression also hides the
+/// shift (it scored just below the cap): habituation both quiets the spikes and exposes the
+/// shift, here half as large again as a spike.
+#[test]
+fn a_series_of_one_point_spikes_learns_to_ignore_them_but_not_a_lasting_shift() {
+    let spikes = scores(&spiky(5, 4.0));
+    let late = LEARNT + 1000;
+    let alarms = spikes[late..].iter().filter(|&&s| s >= THRESHOLD).count();
+    assert_eq!(alarms, 0, "routine spikes alarmed {alarms} times after point {late}");
+
+    let mut shifted = spiky(5, 4.0);
+    for point in &mut shifted[3000..] {
+        point.1 += 6.0;
+    }
+    let scores = scores(&shifted);
+    assert!(
+        scores[3000..3012].iter().any(|&s| s >= THRESHOLD),
+        "the shift in a spiky series went unflagged"
+    );
+}
+
 #[test]
 fn a_flat_series_alarms_on_its_first_change() {
     let mut detector = Detector::new(&DetectorSettings::default());
