@@ -93,7 +93,7 @@ pub struct Forecaster {
     model: Option<Model>,
     since_fit: usize,
     /// Spreads this series' refits apart from other series' (see [`Forecaster::staggered`]).
-    stagger: u64,
+    stagger: Option<u64>,
 }
 
 /// Weights of the forecasts the forecaster combines.
@@ -125,7 +125,7 @@ impl Forecaster {
             step_ms: None,
             model: None,
             since_fit: 0,
-            stagger: 0,
+            stagger: None,
         }
     }
 
@@ -135,7 +135,7 @@ impl Forecaster {
     /// thousand series refitting 4096 points at once stall their worker for seconds, where the
     /// staggered refits spread the same work over many windows.
     pub fn staggered(mut self, seed: u64) -> Self {
-        self.stagger = seed;
+        self.stagger = Some(seed);
         self
     }
 
@@ -187,7 +187,9 @@ impl Forecaster {
                     0 => REFIT_GROWTH * model.fitted_len,
                     n => return self.since_fit >= n as usize,
                 };
-                let extra = self.stagger.wrapping_add(model.fitted_len as u64) % (interval as u64 / 2 + 1);
+                let extra = self.stagger.map_or(0, |seed| {
+                    seed.wrapping_add(model.fitted_len as u64) % (interval as u64 / 2 + 1)
+                });
                 self.since_fit >= interval + extra as usize
             }
         }
