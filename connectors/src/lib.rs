@@ -21,6 +21,7 @@ pub mod lines;
 pub mod observation;
 pub mod privacy;
 pub mod source;
+pub mod stdin;
 
 pub use decode::{DecodeError, Decoder, IdBuildHasher, TimestampRange};
 pub use observation::{Observation, ObservationSink, SeriesInfo, Tracking};

@@ -51,6 +51,8 @@ pub struct LineReader {
     end: u64,
     max_line_bytes: usize,
     eof: bool,
+    /// The input had nothing for the last read and said so rather than block.
+    waiting: bool,
     oversized: Vec<u8>,
 }
 
@@ -91,8 +93,14 @@ impl LineReader {
             end,
             max_line_bytes,
             eof: false,
+            waiting: false,
             oversized: Vec::new(),
         }
+    }
+
+    /// Whether the last read found no new input yet (a quiet non-blocking stream).
+    pub fn is_waiting(&self) -> bool {
+        self.waiting
     }
 
     /// Whether every line of the range has been handed out.
@@ -162,7 +170,12 @@ impl LineReader {
                 }
                 // Hand over what is complete rather than wait on a slow pipe for a full budget.
                 None if handed > 0 => break,
-                None => self.fill()?,
+                None => {
+                    self.fill()?;
+                    if self.waiting {
+                        break;
+                    }
+                }
             }
         }
         Ok(handed)
@@ -173,17 +186,23 @@ impl LineReader {
         self.offset += n as u64;
     }
 
-    /// Moves unread bytes to the front and reads more; sets `eof` at the end of input.
+    /// Moves unread bytes to the front and reads more; sets `eof` at the end of input and
+    /// `waiting` when a non-blocking input has nothing yet.
     fn fill(&mut self) -> io::Result<()> {
         if self.head > 0 {
             self.buf.copy_within(self.head..self.tail, 0);
             self.tail -= self.head;
             self.head = 0;
         }
+        self.waiting = false;
         loop {
             match self.input.read(&mut self.buf[self.tail..]) {
                 Ok(0) => {
                     self.eof = true;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.waiting = true;
                     return Ok(());
                 }
                 Ok(n) => {

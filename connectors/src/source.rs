@@ -3,6 +3,7 @@
 use crate::generator::{Generator, GeneratorSettings, Pace};
 use crate::kafka::{KafkaSource, KafkaSourceConfig};
 use crate::lines::{Line, LineReader};
+use crate::stdin::ThreadedReader;
 use serde::Deserialize;
 use std::io;
 use std::path::PathBuf;
@@ -206,7 +207,10 @@ impl SourceConfig {
     ) -> io::Result<Box<dyn LineSource>> {
         Ok(match self {
             SourceConfig::File { path } => Box::new(LineReader::file_share(path, index, workers, max_line_bytes)?),
-            SourceConfig::Stdin if index == 0 => Box::new(LineReader::stream(Box::new(io::stdin()), max_line_bytes)),
+            SourceConfig::Stdin if index == 0 => Box::new(LineReader::stream(
+                Box::new(ThreadedReader::spawn(Box::new(io::stdin()))?),
+                max_line_bytes,
+            )),
             SourceConfig::Stdin => Box::new(Exhausted),
             SourceConfig::Generator(config) => Box::new(GeneratorSource {
                 generator: Generator::new(&config.settings(now_ms), index, workers),
@@ -225,11 +229,17 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// How soon a quiet stream (stdin with nothing new) is read again: short against window sizes
+/// and the stop signal, long enough that waiting costs nothing.
+const QUIET_STREAM_POLL: Duration = Duration::from_millis(10);
+
 impl LineSource for LineReader {
     fn read(&mut self, budget: usize, visit: &mut dyn FnMut(Origin<'_>, Line<'_>)) -> io::Result<SourceStatus> {
-        self.read_batch(budget, &mut |position, line| visit(Origin::at(position), line))?;
+        let handed = self.read_batch(budget, &mut |position, line| visit(Origin::at(position), line))?;
         Ok(if self.is_done() {
             SourceStatus::Done
+        } else if handed == 0 && self.is_waiting() {
+            SourceStatus::Idle(QUIET_STREAM_POLL)
         } else {
             SourceStatus::Progress
         })

@@ -20,6 +20,21 @@ pub fn tidemark() -> Command {
     command
 }
 
+/// Polls `check` every 100 ms until it returns `Some`, failing the test after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Runs a command and fails the test, with its output, unless it succeeded.
 pub fn succeed(command: &mut Command) -> Output {
     let output = command.output().expect("spawning tidemark");

@@ -151,19 +151,9 @@ impl Running {
         }
     }
 
-    /// Polls `check` every 200 ms until it returns `Some`, failing after `timeout`.
-    pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(value) = check() {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    /// Polls `check` until it returns `Some`, failing after `timeout` (see [`super::wait_for`]).
+    pub fn wait_for<T>(&self, what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+        super::wait_for(what, timeout, check)
     }
 
     /// The value of a Prometheus sample (`name{labels}` exactly as exposed, or a bare name).

@@ -5,6 +5,7 @@ use crate::{DEFAULT_OUT_DIR, shown};
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -150,10 +151,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         server.stop();
     }
     for (_, _, description) in &outcome.report.outputs {
-        println!("wrote {description}");
+        report_line(format_args!("wrote {description}"));
     }
-    println!("{}", outcome.summary_line(None));
+    report_line(format_args!("{}", outcome.summary_line(None)));
     Ok(())
+}
+
+/// Prints one line of a finished run's report. By then every output is written and flushed, so
+/// a stdout that was closed early (`tidemark run | head -1` to read the live page's address) is
+/// no reason for a panic and a failing exit status.
+fn report_line(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// Runs `tidemark replay`.
@@ -209,7 +217,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     for (_, _, description) in &outcome.report.outputs {
         eprintln!("wrote {description}");
     }
-    println!("{}", outcome.summary_line(Some(csv_rows)));
+    report_line(format_args!("{}", outcome.summary_line(Some(csv_rows))));
     Ok(())
 }
 

@@ -136,27 +136,32 @@ impl DetectorSettings {
                 fix: "use a high quantile such as 0.993: surprise is measured against the series' own tail",
             });
         }
-        if !(self.novelty_weight.is_finite() && self.novelty_weight >= 0.0) {
-            return Err(DetectorSettingsError {
-                key: "novelty_weight",
-                problem: format!("{} is not a non-negative number", self.novelty_weight),
-                fix: "use 0 to ignore new highs and lows, or e.g. 400",
-            });
-        }
-        if !(self.second_novelty_weight.is_finite() && self.second_novelty_weight >= 0.0) {
-            return Err(DetectorSettingsError {
-                key: "second_novelty_weight",
-                problem: format!("{} is not a non-negative number", self.second_novelty_weight),
-                fix: "use 0 to ignore values beyond all but one earlier extreme, or e.g. 10",
-            });
-        }
-        if !(self.smooth_novelty_weight.is_finite() && self.smooth_novelty_weight >= 0.0) {
-            return Err(DetectorSettingsError {
-                key: "smooth_novelty_weight",
-                problem: format!("{} is not a non-negative number", self.smooth_novelty_weight),
-                fix: "use 0 to ignore new highs and lows of the short mean, or e.g. 50",
-            });
-        }
+        let weight = |key: &'static str, value: f64, fix: &'static str| {
+            if value.is_finite() && value >= 0.0 {
+                Ok(())
+            } else {
+                Err(DetectorSettingsError {
+                    key,
+                    problem: format!("{value} is not a non-negative number"),
+                    fix,
+                })
+            }
+        };
+        weight(
+            "novelty_weight",
+            self.novelty_weight,
+            "use 0 to ignore new highs and lows, or e.g. 400",
+        )?;
+        weight(
+            "second_novelty_weight",
+            self.second_novelty_weight,
+            "use 0 to ignore values beyond all but one earlier extreme, or e.g. 10",
+        )?;
+        weight(
+            "smooth_novelty_weight",
+            self.smooth_novelty_weight,
+            "use 0 to ignore new highs and lows of the short mean, or e.g. 50",
+        )?;
         if !(0.0..=1.0).contains(&self.novelty_tolerance) {
             return Err(DetectorSettingsError {
                 key: "novelty_tolerance",
