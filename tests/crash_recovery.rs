@@ -311,3 +311,108 @@ fn a_broker_restart_mid_run_loses_nothing() {
     }
     stop(child, &log);
 }
+
+/// Produces each payload to `partition` of `topic`.
+fn produce_to(broker: &str, topic: &str, partition: i32, lines: &[String]) {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", broker).create().unwrap();
+    for line in lines {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(partition)
+                    .payload(line.as_str()),
+            )
+            .expect("queueing a message");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushing");
+}
+
+/// Messages read so far, over every partition.
+fn events_in(job: &running::Running) -> f64 {
+    job.get("/metrics", None)
+        .body
+        .lines()
+        .filter(|l| l.starts_with("tidemark_events_in_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A partition whose offset cannot advance — its first message belongs to a window still open —
+/// re-reads, after a crash, messages of windows that were final long ago. They must not reopen
+/// those windows: a reopened window would be recomputed from them alone and replace the
+/// complete result in the sinks (what the test above once showed: a 1-minute window of count 1
+/// in place of 36).
+#[test]
+fn re_read_messages_of_final_windows_do_not_reopen_them_after_a_crash() {
+    const MINUTE: i64 = 60_000;
+    let Some(broker) = broker() else {
+        return;
+    };
+    let topic = unique("crash-settled");
+    create_topic(&broker, &topic, 2);
+    let group = unique("settled");
+    let state = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[pipeline]\nrollups = [\"5m\"]\ncorrection_horizon = \"1m\"\nallowed_lateness = \"0s\"\n",
+        source_section(&broker, &topic, &group, "5s", state.path())
+    );
+    let t0: i64 = 1_732_233_600_000;
+    let line = |ts: i64, metric: &str, value: i64| format!(r#"{{"ts":{ts},"metric":"{metric}","value":{value}}}"#);
+    // Partition 0: a message half an hour ahead, then one of window W = [t0 + 1m, t0 + 2m).
+    let reread = line(t0 + MINUTE + 10_000, "m", 100);
+    produce_to(
+        &broker,
+        &topic,
+        0,
+        &[line(t0 + 30 * MINUTE, "ahead", 1), reread.clone()],
+    );
+    // Partition 1: the other ten messages of W.
+    let rest: Vec<String> = (0..10).map(|i| line(t0 + MINUTE + i * 5_000, "m", i)).collect();
+    produce_to(&broker, &topic, 1, &rest);
+    let window = ("m".to_string(), MINUTE, t0 + MINUTE);
+
+    let first = running::Running::start(&config);
+    first.wait_for("all twelve messages read", Duration::from_secs(60), || {
+        (events_in(&first) >= 12.0).then_some(())
+    });
+    // Time moves on in partition 1, which then goes quiet (idle after 5 s, so partition 0's
+    // message half an hour ahead drives the watermark): every window of partition 1 becomes
+    // final and it is committed to its end, while partition 0 cannot be committed at all (the
+    // window of its first message stays open). A restart then re-reads only partition 0.
+    // Partition 0 is kept busy with more messages half an hour ahead, so that it never idles.
+    let later: Vec<String> = (2..=20).map(|m| line(t0 + m * MINUTE, "m", m)).collect();
+    produce_to(&broker, &topic, 1, &later);
+    let ahead = vec![line(t0 + 30 * MINUTE, "ahead", 2)];
+    let committed = first.wait_for("partition 1 committed to its end", Duration::from_secs(60), || {
+        produce_to(&broker, &topic, 0, &ahead);
+        let offsets = committed_and_end(&broker, &topic, &group);
+        (offsets[1].0 == offsets[1].1).then_some(offsets)
+    });
+    assert!(committed[0].0 <= 0, "partition 0 must stay uncommitted: {committed:?}");
+    let first_windows = final_updates(&first.dir.path().join("out/windows.ndjson"));
+    assert_eq!(first_windows[&window]["count"], 11, "W is complete before the crash");
+    drop(first);
+
+    let second = running::Running::start(&config);
+    let letters = second.dir.path().join("out/dead-letters.ndjson");
+    second.wait_for(
+        "the re-read message of W dead-lettered as too late",
+        Duration::from_secs(60),
+        || {
+            letters
+                .exists()
+                .then(|| dead_letters(&letters))?
+                .iter()
+                .any(|l| l["reason"] == "too_late" && l["original"] == reread.as_str())
+                .then_some(())
+        },
+    );
+    let windows = second.dir.path().join("out/windows.ndjson");
+    let reopened = windows
+        .exists()
+        .then(|| final_updates(&windows).remove(&window))
+        .flatten();
+    assert!(reopened.is_none(), "W was reopened after the crash: {reopened:?}");
+}

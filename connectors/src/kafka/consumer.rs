@@ -36,8 +36,9 @@ pub struct KafkaSource {
     idle_timeout: Duration,
     max_message_bytes: usize,
     error_logged: Option<Instant>,
-    /// Per slot, the settled time stored with the committed offset by the previous run.
-    settled_before: Vec<u64>,
+    /// The newest settled time stored with any partition's committed offset by earlier runs
+    /// (see [`previously_settled`]).
+    settled_before: u64,
     /// Decodes Avro messages to JSON, when the topic carries Avro.
     avro: Option<(AvroDecoder, Vec<u8>)>,
     /// Where settled marks are also kept, per partition.
@@ -126,7 +127,8 @@ impl KafkaSource {
         if let Some(marks) = &marks {
             std::fs::create_dir_all(marks)?;
         }
-        let (settled_before, committed) = previously_settled(&consumer, &config.topic, &partitions, marks.as_deref())?;
+        let (settled_before, committed) =
+            previously_settled(&consumer, &config.topic, &all, &partitions, marks.as_deref())?;
         let start_offset = start_offsets(&consumer, &config.topic, &partitions, &assignment, &committed)?;
         consumer
             .assign(&assignment)
@@ -190,32 +192,43 @@ fn mark_file(dir: &Path, partition: i32) -> PathBuf {
     dir.join(format!("{partition}.settled"))
 }
 
-/// Each partition's settled mark, and the group's committed offset (if any).
+/// What earlier runs left: the newest settled time stored with any partition's commit (or
+/// mark file) of the topic, and the committed offset of each of `partitions` (this worker's).
+///
+/// Settled times are statements about the whole job — every window that ends, plus the
+/// correction horizon, by then was final in every sink — so the newest one found on *any*
+/// partition holds for all of them. Taking each partition's own would be wrong: a partition
+/// whose offset could not advance (an earlier message of it belonged to a window still open)
+/// keeps an old settled time in its commit, and after a restart its re-read messages of windows
+/// that had long been final would reopen those windows with only themselves in them, replacing
+/// the complete results in the sinks.
 fn previously_settled(
     consumer: &BaseConsumer<LagContext>,
     topic: &str,
+    all: &[i32],
     partitions: &[i32],
     marks: Option<&Path>,
-) -> io::Result<(Vec<u64>, Vec<Option<i64>>)> {
+) -> io::Result<(u64, Vec<Option<i64>>)> {
     let mut list = TopicPartitionList::new();
-    for p in partitions {
+    for p in all {
         list.add_partition(topic, *p);
     }
     let committed = consumer
         .committed_offsets(list, STARTUP_TIMEOUT)
         .map_err(|e| kafka_error("reading committed offsets", e))?;
-    let settled = partitions
+    let settled = all
         .iter()
-        .map(|p| {
+        .flat_map(|p| {
             let from_metadata = committed
                 .find_partition(topic, *p)
                 .and_then(|e| e.metadata().strip_prefix(SETTLED_PREFIX).and_then(|v| v.parse().ok()));
             let from_file = marks
                 .and_then(|dir| std::fs::read_to_string(mark_file(dir, *p)).ok())
                 .and_then(|text| text.trim().parse().ok());
-            from_metadata.into_iter().chain(from_file).max().unwrap_or(0)
+            from_metadata.into_iter().chain(from_file)
         })
-        .collect();
+        .max()
+        .unwrap_or(0);
     let offsets = partitions
         .iter()
         .map(|p| match committed.find_partition(topic, *p).map(|e| e.offset()) {
@@ -403,8 +416,8 @@ impl LineSource for KafkaSource {
             .map_err(|e| kafka_error("committing offsets", e))
     }
 
-    fn settled_before(&self, slot: usize) -> u64 {
-        self.settled_before[slot]
+    fn settled_before(&self, _slot: usize) -> u64 {
+        self.settled_before
     }
 
     fn start_position(&self, slot: usize) -> Option<u64> {
