@@ -342,8 +342,7 @@ fn events_in(job: &running::Running) -> f64 {
 /// A partition whose offset cannot advance — its first message belongs to a window still open —
 /// re-reads, after a crash, messages of windows that were final long ago. They must not reopen
 /// those windows: a reopened window would be recomputed from them alone and replace the
-/// complete result in the sinks (what the test above once showed: a 1-minute window of count 1
-/// in place of 36).
+/// complete result in the sinks.
 #[test]
 fn re_read_messages_of_final_windows_do_not_reopen_them_after_a_crash() {
     const MINUTE: i64 = 60_000;
@@ -415,4 +414,51 @@ fn re_read_messages_of_final_windows_do_not_reopen_them_after_a_crash() {
         .then(|| final_updates(&windows).remove(&window))
         .flatten();
     assert!(reopened.is_none(), "W was reopened after the crash: {reopened:?}");
+}
+
+/// A restarted run's frontier starts low, and its first commits store the same offsets again:
+/// the settled time stored with them must not go back, or the run after it would let re-read
+/// messages reopen windows that are final (the kill test above once ended with a 1-minute window
+/// of count 1 where the uncrashed run had 36, after two starts that committed the same offsets).
+#[test]
+fn a_restart_never_stores_an_older_settled_time() {
+    use tidemark_connectors::kafka::{KafkaSource, KafkaSourceConfig, StartPosition};
+    use tidemark_connectors::source::LineSource;
+    let Some(broker) = broker() else {
+        return;
+    };
+    let topic = unique("settled-mark");
+    create_topic(&broker, &topic, 1);
+    produce_to(
+        &broker,
+        &topic,
+        0,
+        &[r#"{"ts":1732233600000,"metric":"m","value":1}"#.to_string()],
+    );
+    let state = tempfile::tempdir().unwrap();
+    let config = KafkaSourceConfig {
+        brokers: broker.clone(),
+        topic,
+        group_id: unique("settled-mark"),
+        start: StartPosition::Committed,
+        start_timestamp_ms: None,
+        idle_timeout: Duration::from_secs(5),
+        state_dir: Some(state.path().to_path_buf()),
+        avro: None,
+        options: Default::default(),
+    };
+    let open = || KafkaSource::open(&config, 0, 1, 1 << 20).expect("opening the Kafka source");
+    let mut first = open();
+    assert_eq!(first.settled_before(0), 0, "nothing settled before the first run");
+    first.commit(&[Some(1)], 5_000, true).unwrap();
+    drop(first);
+    let mut second = open();
+    assert_eq!(second.settled_before(0), 5_000);
+    second.commit(&[Some(1)], 1_000, true).unwrap();
+    drop(second);
+    assert_eq!(
+        open().settled_before(0),
+        5_000,
+        "the second run's low frontier went back"
+    );
 }

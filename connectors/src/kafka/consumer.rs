@@ -384,6 +384,10 @@ impl LineSource for KafkaSource {
     }
 
     fn commit(&mut self, next: &[Option<u64>], settled: u64, last: bool) -> io::Result<()> {
+        // What an earlier run settled stays settled: a restarted run's frontier starts low and
+        // its first commits (of the same offsets) must not store a smaller settled time, or the
+        // run after it would let re-read messages reopen windows that are final.
+        let settled = settled.max(self.settled_before);
         let mut list = TopicPartitionList::new();
         let metadata = format!("{SETTLED_PREFIX}{settled}");
         for (slot, offset) in next.iter().enumerate() {
