@@ -15,22 +15,14 @@ use influx_support::{Influx, window_points};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::kafka::{OwnBroker, broker, committed_and_end, create_topic, source_section, unique};
+use support::kafka::{
+    OwnBroker, broker, committed_and_end, create_topic, produce_lines, produce_to, source_section, unique,
+};
 use support::*;
 
 const KILLS: usize = 5;
 
 /// Produces `lines` to `topic` (line i to partition i % 4, the order kept within each).
-fn produce(dir: &Path, broker: &str, topic: &str, lines: &[String]) {
-    let file = dir.join(format!("{}.ndjson", unique("chunk")));
-    write_lines(&file, lines);
-    succeed(
-        tidemark()
-            .args(["produce", "--brokers", broker, "--topic", topic, "--partitions", "4"])
-            .arg(&file),
-    );
-}
-
 fn config(dir: &Path, broker: &str, topic: &str, group: &str, db: &Influx) -> PathBuf {
     let path = dir.join(format!("{group}.toml"));
     std::fs::write(
@@ -159,7 +151,7 @@ fn kill_9_five_times_then_influxdb_equals_an_uncrashed_run() {
     // The reference reads the whole stream from a backlog, uninterrupted.
     let reference_topic = unique("crash-reference");
     create_topic(&broker, &reference_topic, 4);
-    produce(dir.path(), &broker, &reference_topic, &events);
+    produce_lines(dir.path(), &broker, &reference_topic, &events);
     let reference_db = Influx::fresh(&influx, "crash_reference");
     let group = unique("reference");
     let reference_config = config(dir.path(), &broker, &reference_topic, &group, &reference_db);
@@ -178,7 +170,7 @@ fn kill_9_five_times_then_influxdb_equals_an_uncrashed_run() {
         let dir = dir.path().to_path_buf();
         std::thread::spawn(move || {
             for chunk in events.chunks(2_000) {
-                produce(&dir, &broker, &topic, chunk);
+                produce_lines(&dir, &broker, &topic, chunk);
                 std::thread::sleep(Duration::from_millis(150));
             }
         })
@@ -256,7 +248,7 @@ fn a_broker_restart_mid_run_loses_nothing() {
         })
         .collect();
     let (first, second) = events.split_at(events.len() / 2);
-    produce(dir.path(), &broker, &topic, first);
+    produce_lines(dir.path(), &broker, &topic, first);
 
     let db = Influx::fresh(&influx, "broker_restart");
     let config = dir.path().join("restart.toml");
@@ -279,7 +271,7 @@ fn a_broker_restart_mid_run_loses_nothing() {
     own.stop();
     std::thread::sleep(Duration::from_secs(5));
     own.restart();
-    produce(dir.path(), &broker, &topic, second);
+    produce_lines(dir.path(), &broker, &topic, second);
 
     let expected = batch_windows(&observations(&events), &[60_000]);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -310,23 +302,6 @@ fn a_broker_restart_mid_run_loses_nothing() {
         std::thread::sleep(Duration::from_secs(1));
     }
     stop(child, &log);
-}
-
-/// Produces each payload to `partition` of `topic`.
-fn produce_to(broker: &str, topic: &str, partition: i32, lines: &[String]) {
-    use rdkafka::ClientConfig;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", broker).create().unwrap();
-    for line in lines {
-        producer
-            .send(
-                BaseRecord::<(), str>::to(topic)
-                    .partition(partition)
-                    .payload(line.as_str()),
-            )
-            .expect("queueing a message");
-    }
-    producer.flush(Duration::from_secs(30)).expect("flushing");
 }
 
 /// Messages read so far, over every partition.

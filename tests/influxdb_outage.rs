@@ -12,55 +12,16 @@ mod influx_support;
 mod support;
 
 use background::Background;
-use influx_support::{Influx, OwnServer};
+use influx_support::{Influx, OwnServer, SIZES, assert_points_are_final_updates, window_points};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::*;
-use tidemark_sinks::line_protocol::{ANOMALY_MEASUREMENT, FORECAST_MEASUREMENT};
-
-const SIZES: [(&str, i64); 5] = [
-    ("1m", 60_000),
-    ("5m", 300_000),
-    ("15m", 900_000),
-    ("1h", 3_600_000),
-    ("1d", 86_400_000),
-];
 
 /// 120 000 events over 200 series and about 11 minutes of event time, 5 % slightly out of
 /// order and 1 % minutes late (so closed windows are corrected).
 fn events() -> Vec<String> {
     metric_events(120_000, 200, 0.05, 0.01, 11)
-}
-
-type Points = BTreeMap<(String, i64, i64), BTreeMap<String, Value>>;
-
-/// Every window point in the database (not scores or forecasts), keyed like `windows.ndjson`.
-fn window_points(db: &Influx) -> Points {
-    let mut points = Points::new();
-    for measurement in db.query("SHOW MEASUREMENTS") {
-        let names = measurement.values.iter().map(|v| v[0].as_str().unwrap().to_string());
-        for name in names.filter(|n| n != ANOMALY_MEASUREMENT && n != FORECAST_MEASUREMENT) {
-            for series in db.query(&format!("SELECT * FROM \"{name}\" GROUP BY *")) {
-                let mut key = series.name.clone();
-                for (k, v) in series.tags.iter().filter(|(k, _)| *k != "window") {
-                    key.push_str(&format!("|{k}={v}"));
-                }
-                let size = SIZES.iter().find(|(l, _)| *l == series.tags["window"]).unwrap().1;
-                for row in series.rows() {
-                    let time = row["time"].as_i64().unwrap();
-                    let fields = row
-                        .into_iter()
-                        .filter(|(c, v)| *c != "time" && !v.is_null())
-                        .map(|(c, v)| (c.to_string(), v.clone()))
-                        .collect();
-                    assert!(points.insert((key.clone(), size, time), fields).is_none());
-                }
-            }
-        }
-    }
-    points
 }
 
 /// The database holds exactly the last update of every window in `windows.ndjson`, bit for
@@ -69,32 +30,7 @@ fn window_points(db: &Influx) -> Points {
 /// are the reference for them).
 fn assert_exact(db: &Influx, windows: &Path, events: &[String]) {
     let got = window_points(db);
-    let expected = final_updates(windows);
-    let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).take(5).collect();
-    let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(*k)).take(5).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty() && got.len() == expected.len(),
-        "{} points for {} windows; missing {missing:?}, extra {extra:?}",
-        got.len(),
-        expected.len()
-    );
-    for (key, row) in &expected {
-        let point = &got[key];
-        for field in ["count", "distinct"] {
-            assert_eq!(
-                point.get(field).and_then(Value::as_u64),
-                row[field].as_u64(),
-                "{field} of {key:?}"
-            );
-        }
-        for field in ["sum", "min", "max", "avg", "p50", "p95", "p99"] {
-            assert_eq!(
-                point.get(field).and_then(Value::as_f64),
-                row[field].as_f64(),
-                "{field} of {key:?}: a stale value?"
-            );
-        }
-    }
+    assert_points_are_final_updates(&got, &final_updates(windows));
     let sizes: Vec<i64> = SIZES.iter().map(|(_, ms)| *ms).collect();
     let oracle = batch_windows(&observations(events), &sizes);
     assert_eq!(got.len(), oracle.len(), "one point per window of the batch computation");

@@ -6,8 +6,7 @@
 mod influx_support;
 mod support;
 
-use influx_support::{Influx, OwnServer, SIZES, window_points};
-use serde_json::Value;
+use influx_support::{Influx, OwnServer, SIZES, assert_points_are_final_updates, window_points};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -59,28 +58,7 @@ fn every_window_result_is_a_point_with_the_same_values() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("wrote InfluxDB ("), "{stdout}");
 
-    let expected = final_updates(&out.join("windows.ndjson"));
-    let got = window_points(&db);
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "points in InfluxDB vs windows in windows.ndjson"
-    );
-    for (key, row) in &expected {
-        let point = got.get(key).unwrap_or_else(|| panic!("no point for {key:?}"));
-        for field in ["count", "distinct"] {
-            assert_eq!(
-                point.get(field).and_then(Value::as_u64),
-                row[field].as_u64(),
-                "{field} of {key:?}"
-            );
-        }
-        for field in ["sum", "min", "max", "avg", "p50", "p95", "p99"] {
-            let want = row[field].as_f64();
-            let have = point.get(field).and_then(Value::as_f64);
-            assert_eq!(have, want, "{field} of {key:?}");
-        }
-    }
+    assert_points_are_final_updates(&window_points(&db), &final_updates(&out.join("windows.ndjson")));
     assert!(!std::path::Path::new(&out.join("influxdb-rejected.ndjson")).exists());
 
     let dead = dead_letters(&out.join("dead-letters.ndjson")).len() as u64;

@@ -7,7 +7,7 @@ mod support;
 use serde_json::Value;
 use std::path::Path;
 use support::kafka::{
-    assert_matches_oracle, broker, committed_and_end, create_topic, final_windows, json_value, read_all,
+    assert_matches_oracle, broker, committed_and_end, create_topic, final_windows, json_value, produce_lines, read_all,
     source_section, unique,
 };
 use support::*;
@@ -64,16 +64,6 @@ idempotent = false
     path
 }
 
-fn produce(dir: &Path, broker: &str, topic: &str, lines: &[String]) {
-    let file = dir.join(format!("produce-{}.ndjson", unique("p")));
-    write_lines(&file, lines);
-    succeed(
-        tidemark()
-            .args(["produce", "--brokers", broker, "--topic", topic, "--partitions", "4"])
-            .arg(&file),
-    );
-}
-
 fn run(config: &Path, seconds: u32) {
     succeed(tidemark().args(["run", "--config"]).arg(config).args([
         "--workers",
@@ -93,7 +83,7 @@ fn windows_dead_letters_and_offsets_through_a_real_broker() {
     for (i, (bad, _)) in BAD_LINES.iter().enumerate() {
         lines.insert(1000 * (i + 1), bad.to_string());
     }
-    produce(dir.path(), &broker, &topics.input, &lines);
+    produce_lines(dir.path(), &broker, &topics.input, &lines);
     // A short idle timeout: once the topic is drained, event time follows the wall clock, every
     // window closes, and every offset becomes committable.
     run(&config(dir.path(), &broker, &topics, "2s", "rollups = [\"5m\"]"), 15);
@@ -138,7 +128,7 @@ fn a_restart_resumes_from_committed_offsets_and_converges() {
     let pipeline = "rollups = []\ncorrection_horizon = \"5s\"";
     let config = config(dir.path(), &broker, &topics, "60s", pipeline);
 
-    produce(dir.path(), &broker, &topics.input, first);
+    produce_lines(dir.path(), &broker, &topics.input, first);
     run(&config, 8);
     let after_first: u64 = committed_and_end(&broker, &topics.input, &topics.group)
         .iter()
@@ -146,7 +136,7 @@ fn a_restart_resumes_from_committed_offsets_and_converges() {
         .sum();
     assert!(after_first > 0, "the first run committed nothing");
 
-    produce(dir.path(), &broker, &topics.input, second);
+    produce_lines(dir.path(), &broker, &topics.input, second);
     run(&config, 8);
     assert_matches_oracle(&final_windows(&broker, &topics.windows, &mut json_value), &events);
 }
@@ -232,7 +222,7 @@ fn two_processes_produce_the_same_windows_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let topics = topics(&broker);
     let events = metric_events(12_000, 20, 0.05, 0.0, 14);
-    produce(dir.path(), &broker, &topics.input, &events);
+    produce_lines(dir.path(), &broker, &topics.input, &events);
     let config = config(dir.path(), &broker, &topics, "2s", "rollups = [\"5m\"]");
     let hostfile = dir.path().join("hosts");
     let ports: Vec<u16> = (0..2)

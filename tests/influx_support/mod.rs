@@ -273,6 +273,39 @@ pub fn window_points(db: &Influx) -> BTreeMap<(String, i64, i64), BTreeMap<Strin
     points
 }
 
+/// Asserts that the window points in InfluxDB (`got`, from [`window_points`]) are exactly the
+/// last update of every window in `windows.ndjson` (`expected`, keyed alike), field for field.
+pub fn assert_points_are_final_updates(
+    got: &BTreeMap<(String, i64, i64), BTreeMap<String, Value>>,
+    expected: &BTreeMap<(String, i64, i64), Value>,
+) {
+    let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).take(5).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(*k)).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && got.len() == expected.len(),
+        "{} points in InfluxDB for {} windows in windows.ndjson; missing {missing:?}, extra {extra:?}",
+        got.len(),
+        expected.len()
+    );
+    for (key, row) in expected {
+        let point = &got[key];
+        for field in ["count", "distinct"] {
+            assert_eq!(
+                point.get(field).and_then(Value::as_u64),
+                row[field].as_u64(),
+                "{field} of {key:?}"
+            );
+        }
+        for field in ["sum", "min", "max", "avg", "p50", "p95", "p99"] {
+            assert_eq!(
+                point.get(field).and_then(Value::as_f64),
+                row[field].as_f64(),
+                "{field} of {key:?}: a stale value?"
+            );
+        }
+    }
+}
+
 fn add_points(points: &mut BTreeMap<(String, i64, i64), BTreeMap<String, Value>>, series: &Series) {
     let mut key = series.name.clone();
     for (k, v) in series.tags.iter().filter(|(k, _)| *k != "window") {

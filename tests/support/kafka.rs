@@ -279,16 +279,37 @@ impl Drop for Registry {
     }
 }
 
-/// Produces raw bytes to a topic (for messages `tidemark produce` would refuse to make).
+/// Produces raw bytes to a topic (for messages `tidemark produce` would refuse to make), leaving
+/// the partition to the partitioner.
 pub fn produce_raw(broker: &str, topic: &str, payloads: &[Vec<u8>]) {
+    send(broker, topic, None, payloads);
+}
+
+/// Produces each payload to `partition` of `topic`.
+pub fn produce_to(broker: &str, topic: &str, partition: i32, payloads: &[impl AsRef<[u8]>]) {
+    send(broker, topic, Some(partition), payloads);
+}
+
+fn send(broker: &str, topic: &str, partition: Option<i32>, payloads: &[impl AsRef<[u8]>]) {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", broker).create().unwrap();
     for payload in payloads {
-        producer
-            .send(BaseRecord::<(), [u8]>::to(topic).payload(&payload[..]))
-            .expect("queueing a message");
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload.as_ref());
+        record.partition = partition;
+        producer.send(record).expect("queueing a message");
     }
     producer.flush(Duration::from_secs(30)).expect("flushing");
+}
+
+/// Produces NDJSON `lines` through `tidemark produce`, spread round-robin over 4 partitions.
+pub fn produce_lines(dir: &Path, broker: &str, topic: &str, lines: &[String]) {
+    let file = dir.join(format!("produce-{}.ndjson", unique("p")));
+    super::write_lines(&file, lines);
+    super::succeed(
+        super::tidemark()
+            .args(["produce", "--brokers", broker, "--topic", topic, "--partitions", "4"])
+            .arg(&file),
+    );
 }
 
 /// A JSON record value.

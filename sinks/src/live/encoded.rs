@@ -7,6 +7,7 @@
 //! subscribed to some metrics visits only their events, and sending is copying text.
 
 use super::event::LiveEvent;
+use std::collections::HashMap;
 use tidemark_schemas::series::split_key;
 
 /// A chunk's events as JSON, with their positions grouped by metric.
@@ -29,8 +30,8 @@ impl Encoded {
         let mut text = Vec::with_capacity(events.len() * 256);
         let mut ends = Vec::with_capacity(events.len());
         let mut metrics: Vec<(Box<str>, Vec<u32>)> = Vec::new();
+        let mut slot_of: HashMap<&str, usize> = HashMap::new();
         let mut unkeyed = Vec::new();
-        let mut last = usize::MAX;
         for (position, event) in events.iter().enumerate() {
             // Writing into memory cannot fail, and every live event is plain data.
             serde_json::to_writer(&mut text, event).expect("live events serialize");
@@ -43,16 +44,11 @@ impl Encoded {
             match metric {
                 None => unkeyed.push(position),
                 Some(metric) => {
-                    if metrics.get(last).is_none_or(|(m, _)| &**m != metric) {
-                        last = match metrics.iter().position(|(m, _)| &**m == metric) {
-                            Some(found) => found,
-                            None => {
-                                metrics.push((metric.into(), Vec::new()));
-                                metrics.len() - 1
-                            }
-                        };
-                    }
-                    metrics[last].1.push(position);
+                    let slot = *slot_of.entry(metric).or_insert_with(|| {
+                        metrics.push((metric.into(), Vec::new()));
+                        metrics.len() - 1
+                    });
+                    metrics[slot].1.push(position);
                 }
             }
         }

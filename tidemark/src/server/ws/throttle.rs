@@ -80,10 +80,13 @@ impl<T> Throttle<T> {
 
     /// Takes one push from the budget of `key` if there is one.
     fn spend(&mut self, key: RateKey, now: Instant) -> bool {
-        let pushes = self.budgets.get(&key).map_or(BURST, |b| b.at(now, self.interval));
+        let budget = self.budgets.entry(key).or_insert(Budget { pushes: BURST, at: now });
+        let pushes = budget.at(now, self.interval);
         let spent = pushes >= 1.0;
-        let pushes = if spent { pushes - 1.0 } else { pushes };
-        self.budgets.insert(key, Budget { pushes, at: now });
+        *budget = Budget {
+            pushes: if spent { pushes - 1.0 } else { pushes },
+            at: now,
+        };
         spent
     }
 
