@@ -206,18 +206,25 @@ impl OwnServer {
             .success()
     }
 
-    /// Starts a server with its data in `dir`, on a free port.
+    /// Starts a server with its data in `dir`, on a free port. A port found free can be taken
+    /// by a test running in parallel before influxd binds it, so a few ports are tried.
     pub fn start(dir: &Path) -> OwnServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let server = OwnServer {
-            dir: dir.to_path_buf(),
-            port,
-        };
-        server.restart();
-        server
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let server = OwnServer {
+                dir: dir.to_path_buf(),
+                port,
+            };
+            if server.script(&format!("influxdb_start {} {port}", dir.display())) {
+                return server;
+            }
+        }
+        panic!(
+            "starting influxd on any of 5 free ports (is Debian's influxdb package installed? scripts/test installs it)"
+        )
     }
 
     /// Starts it (again).

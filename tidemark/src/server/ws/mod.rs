@@ -5,10 +5,12 @@
 //! interval ([`throttle`]) and sends. The per-event work shared by every client — the JSON
 //! text and finding the events of a metric — is done once per journal chunk
 //! ([`tidemark_sinks::live::Encoded`]): a client visits only its metrics' events and sends
-//! by copying their text, so 200 clients cost little more than one. Backpressure is per client and never reaches the
-//! pipeline: a client whose socket does not drain within [`SEND_TIMEOUT`], or whose cursor
-//! falls out of the journal's retained range, is dropped with a close frame saying why —
-//! and can reconnect with its last resume token (or take a fresh snapshot).
+//! by copying their text, so 200 clients cost little more than one.
+//!
+//! Backpressure is per client and never reaches the pipeline: a client whose socket does not
+//! drain within [`SEND_TIMEOUT`], or whose cursor falls out of the journal's retained range, is
+//! dropped with a close frame saying why — and can reconnect with its last resume token (or
+//! take a fresh snapshot).
 
 mod protocol;
 mod throttle;
