@@ -104,6 +104,14 @@ fn late_events_correct_closed_windows_and_rollups() {
                 corrections += 1;
             }
         }
-        assert!(corrections > 50, "expected many corrected windows, got {corrections}");
+        // One worker reads the file in order, so how many windows close before their late
+        // events arrive is fixed; with two, it depends on how the workers' reading interleaves
+        // (a worker that lags holds windows open and the late events land before they close:
+        // 32 on a loaded machine where an idle one has over 50), so there it must merely happen.
+        let floor = if workers == "1" { 50 } else { 1 };
+        assert!(
+            corrections >= floor,
+            "workers={workers}: expected at least {floor} corrected windows, got {corrections}"
+        );
     }
 }
